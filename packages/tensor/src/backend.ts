@@ -1,0 +1,107 @@
+/**
+ * The interface every backend implements. The frontend (tensor.ts, primitives.ts) validates
+ * inputs, computes output shapes and dtypes, and calls exactly one of these kernels per
+ * primitive; a backend only computes. All buffers are dense, row-major and contiguous.
+ *
+ * Ownership: every kernel returns a fresh buffer that the frontend owns; the frontend calls
+ * `free` exactly once per buffer when the last tensor referring to it is released. Inputs
+ * are never modified.
+ */
+import type { DType, TypedArray } from './dtype.js';
+import type { Shape } from './shape.js';
+
+/** Opaque backend storage (a typed array on the CPU, a GPUBuffer on WebGPU, ...). */
+export type BackendBuffer = unknown;
+
+/** A buffer together with the logical shape and dtype the frontend gives it. */
+export interface BufferView {
+  readonly buf: BackendBuffer;
+  readonly shape: Shape;
+  readonly dtype: DType;
+}
+
+/** Float-valued elementwise functions (`sign`, `neg`, `abs` also accept int32; `not` takes bool). */
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'abs' | 'tanh' | 'sigmoid' | 'sin' | 'cos' | 'sign' | 'not';
+
+/** Arithmetic: output dtype = input dtype. */
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'maximum' | 'minimum';
+/** Comparisons: output dtype is bool. */
+export type CompareOp = 'less' | 'lessEqual' | 'greater' | 'greaterEqual' | 'equal' | 'notEqual';
+/** Logical ops on bool inputs, bool output. */
+export type LogicalOp = 'and' | 'or';
+/** Reductions. `argmax`/`argmin` return int32 and take exactly one axis (first occurrence wins ties). */
+export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
+
+export interface BackendStats {
+  /** Buffers allocated by this backend and not yet freed. */
+  liveBuffers: number;
+  liveBytes: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Dtypes this backend can hold (WebGPU: no float64). */
+  supportsDType(dtype: DType): boolean;
+
+  /** Upload host data (copied: the caller may reuse `data`). `data.length` = element count. */
+  fromTyped(data: TypedArray, dtype: DType): BackendBuffer;
+  /** A buffer of `size` elements all equal to `value`. */
+  full(size: number, dtype: DType, value: number): BackendBuffer;
+  /** Read a buffer back as a fresh typed array of its dtype (bool → Uint8Array of 0/1). */
+  read(buf: BackendBuffer, dtype: DType, size: number): Promise<TypedArray>;
+  /** Synchronous read, where the backend can do it (the CPU backend); undefined elsewhere. */
+  readSync?(buf: BackendBuffer, dtype: DType, size: number): TypedArray;
+  free(buf: BackendBuffer): void;
+  stats(): BackendStats;
+
+  unary(op: UnaryOp, x: BufferView): BackendBuffer;
+  /** a, b broadcast (numpy rules) to `outShape`; output dtype = a.dtype for BinaryOp, bool otherwise. */
+  binary(op: BinaryOp | CompareOp | LogicalOp, a: BufferView, b: BufferView, outShape: Shape): BackendBuffer;
+  /** cond (bool), a, b (same dtype) broadcast to `outShape`. */
+  where(cond: BufferView, a: BufferView, b: BufferView, outShape: Shape): BackendBuffer;
+  /**
+   * Reduce over `axes` (sorted, distinct, non-empty). The output is laid out as the input
+   * shape with the reduced axes set to 1 (keepdims); the frontend reshapes it.
+   */
+  reduce(op: ReduceOp, x: BufferView, axes: readonly number[]): BackendBuffer;
+  /**
+   * Batched matmul. a: [...batchA, M, K] (or [...batchA, K, M] when transA), b: [...batchB, K, N]
+   * (or [...batchB, N, K] when transB). Batch dims broadcast to `batchShape`; output
+   * [...batchShape, M, N]. Both inputs have rank ≥ 2 and the same float dtype.
+   */
+  matmul(a: BufferView, b: BufferView, transA: boolean, transB: boolean, batchShape: Shape): BackendBuffer;
+  /** out[i_perm[0], ..., i_perm[r-1]] = x[i_0, ..., i_{r-1}]; i.e. out.shape[k] = x.shape[perm[k]]. */
+  transpose(x: BufferView, perm: readonly number[]): BackendBuffer;
+  /** Broadcast x (numpy rules, x.rank ≤ shape.length) to `shape`, materialised. */
+  broadcastTo(x: BufferView, shape: Shape): BackendBuffer;
+  /** out = x[starts[0]:starts[0]+sizes[0], ...] (unit steps, in range: the frontend checks). */
+  slice(x: BufferView, starts: readonly number[], sizes: readonly number[]): BackendBuffer;
+  /** Zero padding: out.shape[i] = before[i] + x.shape[i] + after[i] (all ≥ 0). */
+  pad(x: BufferView, before: readonly number[], after: readonly number[]): BackendBuffer;
+  /** Concatenate along `axis`; every input has the same rank, dtype, and shape off that axis. */
+  concat(xs: readonly BufferView[], axis: number): BackendBuffer;
+  /**
+   * numpy `take(x, indices, axis)`: out.shape = x.shape[:axis] + indices.shape + x.shape[axis+1:].
+   * indices are int32. An index outside [0, x.shape[axis]) is an error: the CPU backend throws
+   * `gather: index N out of range [0, D)`; backends that cannot throw synchronously must
+   * report it no later than the next read.
+   */
+  gather(x: BufferView, indices: BufferView, axis: number): BackendBuffer;
+  /**
+   * The adjoint of gather: out = zeros(outShape) with, for every position of `updates`
+   * (shape outShape[:axis] + indices.shape + outShape[axis+1:]), out[..., indices[j], ...] += updates[..., j, ...].
+   * Repeated indices accumulate. Must be deterministic (no float atomics).
+   */
+  scatterAdd(updates: BufferView, indices: BufferView, axis: number, outShape: Shape): BackendBuffer;
+  /** Convert dtype. float→int32 truncates toward zero; →bool is (x != 0); bool→number is 0/1. */
+  cast(x: BufferView, dtype: DType): BackendBuffer;
+  /**
+   * Uniform floats in [0, 1) from the Threefry-2x32 counter-based generator (20 rounds):
+   * for element i, (x0, x1) = threefry2x32(key, (floor(i/2), 0)); bits = i even ? x0 : x1;
+   * value = float32 with bits (bits >>> 9) | 0x3f800000, minus 1. These are exact float32
+   * values, so every backend gives the same numbers bit for bit. For float64 the same
+   * float32 value is widened.
+   */
+  randomUniform(key: readonly [number, number], size: number, dtype: DType): BackendBuffer;
+}

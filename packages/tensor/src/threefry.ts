@@ -1,0 +1,45 @@
+/**
+ * Threefry-2x32 with 20 rounds (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"),
+ * the generator JAX uses. Pure uint32 arithmetic, so it is reproduced exactly by WGSL.
+ */
+const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24] as const;
+
+function rotl(x: number, r: number): number {
+  return ((x << r) | (x >>> (32 - r))) >>> 0;
+}
+
+/** Returns the two output words for key (k0, k1) and counter (x0, x1); all values uint32. */
+export function threefry2x32(k0: number, k1: number, x0: number, x1: number): [number, number] {
+  const ks0 = k0 >>> 0;
+  const ks1 = k1 >>> 0;
+  const ks2 = (ks0 ^ ks1 ^ 0x1bd11bda) >>> 0;
+  const ks = [ks0, ks1, ks2];
+  let a = (x0 + ks0) >>> 0;
+  let b = (x1 + ks1) >>> 0;
+  for (let block = 0; block < 5; block++) {
+    for (let r = 0; r < 4; r++) {
+      a = (a + b) >>> 0;
+      b = rotl(b, ROTATIONS[(block % 2) * 4 + r]!);
+      b = (b ^ a) >>> 0;
+    }
+    const s = block + 1;
+    a = (a + ks[s % 3]!) >>> 0;
+    b = (b + ks[(s + 1) % 3]! + s) >>> 0;
+  }
+  return [a, b];
+}
+
+/** The uint32 random word for element i under the rule documented on Backend.randomUniform. */
+export function randomBitsAt(key: readonly [number, number], i: number): number {
+  const [x0, x1] = threefry2x32(key[0], key[1], Math.floor(i / 2), 0);
+  return i % 2 === 0 ? x0 : x1;
+}
+
+const f32view = new Float32Array(1);
+const u32view = new Uint32Array(f32view.buffer);
+
+/** bits → float32 in [1, 2) → minus 1: exact in float32 on every backend. */
+export function bitsToUnitFloat(bits: number): number {
+  u32view[0] = (bits >>> 9) | 0x3f800000;
+  return f32view[0]! - 1;
+}
