@@ -1,0 +1,485 @@
+/**
+ * Functional automatic differentiation by nested tracing.
+ *
+ * Every primitive call goes through `bind`. While transformations are active, a stack of
+ * traces is in force; each trace is either a reverse-mode tape or a forward-mode (tangent)
+ * trace, identified by a unique id. A tensor carries one slot per trace that saw it. When a
+ * primitive runs, each active trace whose slots appear among the inputs records it: a tape
+ * adds a node, a forward trace computes the output's tangent with the primitive's JVP rule.
+ * Rules run with only the *enclosing* traces active, so derivatives of derivatives are
+ * recorded by outer traces (grad(grad f), jvp of grad, ...) and perturbations of different
+ * levels never mix.
+ *
+ * Memory: tape nodes retain the storage of their inputs and outputs; the transformation
+ * releases them when it finishes, and disposes every intermediate it created.
+ */
+import { isFloat } from './dtype.js';
+import { fmtShape } from './shape.js';
+import { alias, closeScope, openScope, type AdSlot, type Tensor } from './tensor.js';
+import { treeLeaves, treeMap } from './pytree.js';
+import { add, onesLike, zerosLike } from './ops.js';
+
+export interface Primitive<P = unknown> {
+  readonly name: string;
+  /** Compute the output with the backend; no tracing happens inside. */
+  impl(inputs: readonly Tensor[], params: P): Tensor;
+  /** Forward rule: the output tangent given input tangents (null = zero). Null result = zero. */
+  jvp?(tangents: readonly (Tensor | null)[], inputs: readonly Tensor[], output: Tensor, params: P): Tensor | null;
+  /**
+   * Reverse rule: cotangents for the inputs (null = zero, or not needed per `needs`), each
+   * with its input's shape.
+   */
+  vjp?(g: Tensor, inputs: readonly Tensor[], output: Tensor, params: P, needs: readonly boolean[]): (Tensor | null)[];
+}
+
+interface TapeNode {
+  id: number;
+  /** Null for leaves (the differentiated inputs). */
+  prim: Primitive | null;
+  params: unknown;
+  inputs: readonly Tensor[];
+  output: Tensor;
+  parents: (TapeNode | null)[];
+  released: boolean;
+}
+
+abstract class Trace {
+  private static nextId = 1;
+  readonly id = Trace.nextId++;
+  readonly touched: Tensor[] = [];
+  setSlot(t: Tensor, slot: Omit<AdSlot, 'traceId'>): void {
+    (t._ad ??= []).push({ traceId: this.id, ...slot });
+    this.touched.push(t);
+  }
+  slot(t: Tensor): AdSlot | undefined {
+    const ad = t._ad;
+    if (!ad) return undefined;
+    for (let i = ad.length - 1; i >= 0; i--) if (ad[i]!.traceId === this.id) return ad[i];
+    return undefined;
+  }
+  abstract process(prim: Primitive, inputs: readonly Tensor[], out: Tensor, params: unknown): void;
+  /** Remove this trace's slots from every tensor it touched. */
+  end(): void {
+    for (const t of this.touched) {
+      if (t._ad) {
+        t._ad = t._ad.filter((s) => s.traceId !== this.id);
+        if (t._ad.length === 0) t._ad = undefined;
+      }
+    }
+    this.touched.length = 0;
+  }
+}
+
+let traceStack: Trace[] = [];
+
+/** Run fn with only the first `n` traces active. */
+function withTraces<T>(n: number, fn: () => T): T {
+  const saved = traceStack;
+  traceStack = saved.slice(0, n);
+  try {
+    return fn();
+  } finally {
+    traceStack = saved;
+  }
+}
+
+/** Apply a primitive: compute it, then let every active trace that sees an input record it. */
+export function bind<P>(prim: Primitive<P>, inputs: readonly Tensor[], params: P): Tensor {
+  const out = prim.impl(inputs, params);
+  if (traceStack.length === 0) return out;
+  const stack = traceStack;
+  for (let level = 0; level < stack.length; level++) {
+    const trace = stack[level]!;
+    let seen = false;
+    for (const t of inputs) if (trace.slot(t)) { seen = true; break; }
+    if (!seen) continue;
+    if (!prim.vjp && !prim.jvp) continue; // not differentiable: the output is a constant
+    withTraces(level, () => trace.process(prim as Primitive, inputs, out, params));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reverse mode
+
+class Tape extends Trace {
+  private seq = 0;
+  readonly nodes: TapeNode[] = [];
+
+  leaf(t: Tensor): Tensor {
+    const a = identity(t);
+    const node: TapeNode = { id: this.seq++, prim: null, params: null, inputs: [], output: a, parents: [], released: true };
+    this.setSlot(a, { node });
+    return a;
+  }
+
+  process(prim: Primitive, inputs: readonly Tensor[], out: Tensor, params: unknown): void {
+    if (!prim.vjp) throw new Error(`${prim.name}: no reverse-mode rule`);
+    for (const t of inputs) t._storage.retain();
+    out._storage.retain();
+    const node: TapeNode = {
+      id: this.seq++, prim, params, inputs: [...inputs], output: out,
+      parents: inputs.map((t) => (this.slot(t)?.node as TapeNode | undefined) ?? null),
+      released: false,
+    };
+    this.nodes.push(node);
+    this.setSlot(out, { node });
+  }
+
+  nodeOf(t: Tensor): TapeNode | undefined {
+    return this.slot(t)?.node as TapeNode | undefined;
+  }
+
+  private releaseNode(n: TapeNode): void {
+    if (n.released) return;
+    n.released = true;
+    for (const t of n.inputs) t._storage.release();
+    n.output._storage.release();
+  }
+
+  /**
+   * Propagate cotangents from `outputs` back to `leaves`. Must run with this tape no longer
+   * active (its rules are recorded by enclosing traces only). With `consume`, each node's
+   * saved tensors are released as soon as its rule has run.
+   */
+  backward(outputs: readonly Tensor[], cotangents: readonly Tensor[], leaves: readonly Tensor[], consume: boolean): Tensor[] {
+    const ct = new Map<TapeNode, Tensor>();
+    const accumulate = (node: TapeNode, g: Tensor): void => {
+      const prev = ct.get(node);
+      if (prev) {
+        ct.set(node, add(prev, g));
+        prev.dispose();
+      } else {
+        ct.set(node, identity(g));
+      }
+    };
+    outputs.forEach((o, i) => {
+      const node = this.nodeOf(o);
+      if (node) accumulate(node, cotangents[i]!);
+    });
+    // Nodes are created in topological order, so decreasing ids is a valid reverse order.
+    const reachable = new Set<TapeNode>();
+    const stackN = [...ct.keys()];
+    while (stackN.length) {
+      const n = stackN.pop()!;
+      if (reachable.has(n)) continue;
+      reachable.add(n);
+      for (const p of n.parents) if (p && !reachable.has(p)) stackN.push(p);
+    }
+    const order = [...reachable].filter((n) => n.prim).sort((a, b) => b.id - a.id);
+    for (const node of order) {
+      const g = ct.get(node);
+      if (!g) {
+        if (consume) this.releaseNode(node);
+        continue;
+      }
+      const needs = node.parents.map((p) => p !== null);
+      const frame = openScope();
+      let grads: (Tensor | null)[];
+      try {
+        grads = node.prim!.vjp!(g, node.inputs, node.output, node.params, needs);
+      } catch (e) {
+        closeScope(frame, []);
+        throw e;
+      }
+      closeScope(frame, grads.filter((x): x is Tensor => x !== null));
+      grads.forEach((gi, i) => {
+        const parent = node.parents[i];
+        if (gi && parent) accumulate(parent, gi);
+      });
+      for (const gi of new Set(grads)) if (gi && gi !== g) gi.dispose();
+      ct.delete(node);
+      g.dispose();
+      if (consume) this.releaseNode(node);
+    }
+    const result = leaves.map((leaf) => {
+      const node = this.nodeOf(leaf);
+      const g = node ? ct.get(node) : undefined;
+      if (node) ct.delete(node);
+      return g ?? zerosLike(leaf);
+    });
+    for (const t of ct.values()) t.dispose();
+    return result;
+  }
+
+  releaseAll(): void {
+    for (const n of this.nodes) this.releaseNode(n);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward mode
+
+class ForwardTrace extends Trace {
+  leaf(t: Tensor, tangent: Tensor): Tensor {
+    const a = identity(t);
+    this.setSlot(a, { tangent });
+    return a;
+  }
+  process(prim: Primitive, inputs: readonly Tensor[], out: Tensor, params: unknown): void {
+    if (!prim.jvp) throw new Error(`${prim.name}: no forward-mode rule`);
+    const tangents = inputs.map((t) => this.slot(t)?.tangent ?? null);
+    const tout = prim.jvp(tangents, inputs, out, params);
+    if (tout) this.setSlot(out, { tangent: tout });
+  }
+  tangentOf(t: Tensor): Tensor | undefined {
+    return this.slot(t)?.tangent;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Identity (the alias through which transformations introduce their inputs)
+
+const identityPrim: Primitive<null> = {
+  name: 'identity',
+  impl: ([x]) => alias(x!),
+  jvp: ([t]) => (t ? identity(t) : null),
+  vjp: (g) => [identity(g)],
+};
+
+function identity(t: Tensor): Tensor {
+  return bind(identityPrim, [t], null);
+}
+
+// ---------------------------------------------------------------------------------------
+// Public transformations
+
+function assertSync(name: string, v: unknown): void {
+  if (v && typeof (v as { then?: unknown }).then === 'function') {
+    throw new Error(`${name}: the function returned a Promise; transformed functions must be synchronous (await outside them)`);
+  }
+}
+
+function assertFloatLeaves(name: string, leaves: readonly Tensor[], what: string): void {
+  for (const t of leaves) {
+    if (!isFloat(t.dtype)) {
+      throw new Error(`${name}: ${what} contains a ${t.dtype} tensor ${fmtShape(t.shape)}; only float tensors can be differentiated (pass integer data through a non-differentiated argument)`);
+    }
+  }
+}
+
+type Argnums = number | readonly number[];
+
+export interface GradOptions {
+  argnums?: Argnums;
+  /** The function returns [scalar, aux]; aux is returned alongside and not differentiated. */
+  hasAux?: boolean;
+}
+
+function normArgnums(name: string, argnums: Argnums, nargs: number): number[] {
+  const list = typeof argnums === 'number' ? [argnums] : [...argnums];
+  for (const a of list) {
+    if (!Number.isInteger(a) || a < 0 || a >= nargs) {
+      throw new Error(`${name}: argnums ${a} is out of range for ${nargs} argument(s)`);
+    }
+  }
+  return list;
+}
+
+/**
+ * valueAndGrad(f)(...args) → [value, grads] (with hasAux: [[value, aux], grads]). grads has
+ * the structure of args[argnums] (a tuple when argnums is an array). f must be synchronous
+ * and return a float scalar (size 1).
+ */
+export function valueAndGrad<A extends unknown[]>(
+  f: (...args: A) => unknown,
+  options: GradOptions = {},
+): (...args: A) => [any, any] {
+  const name = 'valueAndGrad';
+  return (...args: A) => {
+    const argnums = normArgnums(name, options.argnums ?? 0, args.length);
+    const tape = new Tape();
+    const frame = openScope();
+    let done = false;
+    traceStack = [...traceStack, tape];
+    const level = traceStack.length - 1;
+    try {
+      const leaves: Tensor[] = [];
+      const traced = args.map((a, i) => {
+        if (!argnums.includes(i)) return a;
+        assertFloatLeaves(name, treeLeaves(a), `argument ${i}`);
+        return treeMap(a, (leaf) => {
+          const l = withTraces(level, () => tape.leaf(leaf));
+          leaves.push(l);
+          return l;
+        });
+      }) as A;
+      const out = f(...traced);
+      assertSync(name, out);
+      let value: unknown = out;
+      let aux: unknown;
+      if (options.hasAux) {
+        if (!Array.isArray(out) || out.length !== 2) throw new Error(`${name}: with hasAux the function must return [value, aux]`);
+        [value, aux] = out;
+      }
+      const v = value as Tensor;
+      if (!v || typeof v !== 'object' || !('shape' in v) || treeLeaves(v).length !== 1) {
+        throw new Error(`${name}: the function must return a scalar tensor${options.hasAux ? ' as the first element of [value, aux]' : ''}`);
+      }
+      if (v.size !== 1) throw new Error(`${name}: the function must return a scalar, got shape ${fmtShape(v.shape)} (reduce it with sum or mean first)`);
+      if (!isFloat(v.dtype)) throw new Error(`${name}: the function returned a ${v.dtype} scalar; it must be float`);
+      traceStack = traceStack.slice(0, level);
+      const seed = onesLike(v);
+      const grads = tape.backward([v], [seed], leaves, true);
+      // Rebuild the argument structure from the flat gradient list.
+      let k = 0;
+      const gradTrees = argnums.map((i) => treeMap(args[i], () => grads[k++]!));
+      const result = typeof (options.argnums ?? 0) === 'number' ? gradTrees[0] : gradTrees;
+      closeScope(frame, [...treeLeaves(value), ...treeLeaves(aux), ...grads]);
+      done = true;
+      return [options.hasAux ? [value, aux] : value, result];
+    } finally {
+      traceStack = traceStack.slice(0, level);
+      tape.releaseAll();
+      tape.end();
+      if (!done) closeScope(frame, []);
+    }
+  };
+}
+
+/** grad(f)(...args) → gradient of the scalar f with respect to args[argnums]. */
+export function grad<A extends unknown[]>(f: (...args: A) => unknown, options: GradOptions | Argnums = {}): (...args: A) => any {
+  const opts = typeof options === 'object' && !Array.isArray(options) ? (options as GradOptions) : { argnums: options as Argnums };
+  const vg = valueAndGrad(f, opts);
+  return (...args: A) => {
+    const [value, g] = vg(...args);
+    for (const t of treeLeaves(value)) t.dispose();
+    return g;
+  };
+}
+
+/** The pullback returned by `vjp`: call it with output cotangents; dispose it when done. */
+export interface VjpFn {
+  (cotangents: unknown): any[];
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+/**
+ * vjp(f, ...primals) → [out, pullback]. pullback(cotangent with out's structure) returns one
+ * cotangent tree per primal (null for non-float leaves). The pullback keeps the forward
+ * intermediates alive until disposed; it may be called more than once.
+ */
+export function vjp<A extends unknown[]>(f: (...args: A) => unknown, ...primals: A): [any, VjpFn] {
+  const name = 'vjp';
+  const tape = new Tape();
+  const frame = openScope();
+  traceStack = [...traceStack, tape];
+  const level = traceStack.length - 1;
+  let out: unknown;
+  const leaves: (Tensor | null)[] = [];
+  try {
+    const traced = primals.map((a) =>
+      treeMap(a, (leaf) => {
+        if (!isFloat(leaf.dtype)) {
+          leaves.push(null);
+          return leaf;
+        }
+        const l = withTraces(level, () => tape.leaf(leaf));
+        leaves.push(l);
+        return l;
+      }),
+    ) as A;
+    out = f(...traced);
+    assertSync(name, out);
+  } catch (e) {
+    traceStack = traceStack.slice(0, level);
+    tape.releaseAll();
+    tape.end();
+    closeScope(frame, []);
+    throw e;
+  }
+  traceStack = traceStack.slice(0, level);
+  const outLeaves = treeLeaves(out);
+  // The leaves stay alive (disposed with the pullback); everything else not returned goes.
+  closeScope(frame, [...outLeaves, ...leaves.filter((l): l is Tensor => l !== null)]);
+  let disposed = false;
+  const pullback = ((cotangents: unknown) => {
+    if (disposed) throw new Error(`${name}: the pullback was called after dispose()`);
+    const cts = treeLeaves(cotangents);
+    if (cts.length !== outLeaves.length) {
+      throw new Error(`${name}: the cotangent has ${cts.length} tensor leaves, the output has ${outLeaves.length}`);
+    }
+    cts.forEach((c, i) => {
+      const o = outLeaves[i]!;
+      if (c.shape.length !== o.shape.length || c.shape.some((d, j) => d !== o.shape[j]) || c.dtype !== o.dtype) {
+        throw new Error(`${name}: cotangent ${i} is ${fmtShape(c.shape)} ${c.dtype}, the output is ${fmtShape(o.shape)} ${o.dtype}`);
+      }
+    });
+    const live = leaves.filter((l): l is Tensor => l !== null);
+    const bframe = openScope();
+    let grads: Tensor[];
+    try {
+      grads = tape.backward(outLeaves, cts, live, false);
+    } catch (e) {
+      closeScope(bframe, []);
+      throw e;
+    }
+    closeScope(bframe, grads);
+    let k = 0;
+    let m = 0;
+    return primals.map((p) => treeMap(p, () => {
+      const l = leaves[m++];
+      return l ? grads[k++]! : null;
+    }));
+  }) as VjpFn;
+  pullback.dispose = () => {
+    if (disposed) return;
+    disposed = true;
+    tape.releaseAll();
+    tape.end();
+    for (const l of leaves) l?.dispose();
+  };
+  pullback[Symbol.dispose] = pullback.dispose;
+  return [out, pullback];
+}
+
+/**
+ * jvp(f, primals, tangents) → [out, tangentOut]: forward-mode derivative of f at primals along
+ * tangents (each tangent tree matches its primal's structure, shapes and dtypes).
+ */
+export function jvp<A extends unknown[]>(f: (...args: A) => unknown, primals: A, tangents: { [K in keyof A]: unknown }): [any, any] {
+  const name = 'jvp';
+  if (primals.length !== tangents.length) {
+    throw new Error(`${name}: ${primals.length} primal(s) but ${tangents.length} tangent(s)`);
+  }
+  const trace = new ForwardTrace();
+  const frame = openScope();
+  traceStack = [...traceStack, trace];
+  const level = traceStack.length - 1;
+  let done = false;
+  try {
+    const traced = primals.map((p, i) => {
+      const tl = treeLeaves(tangents[i]);
+      const pl = treeLeaves(p);
+      if (tl.length !== pl.length) throw new Error(`${name}: tangent ${i} has ${tl.length} tensor leaves, primal has ${pl.length}`);
+      return treeMap(p, (leaf, j) => {
+        const t = tl[j]!;
+        if (t.shape.length !== leaf.shape.length || t.shape.some((d, k) => d !== leaf.shape[k]) || t.dtype !== leaf.dtype) {
+          throw new Error(`${name}: tangent ${fmtShape(t.shape)} ${t.dtype} does not match primal ${fmtShape(leaf.shape)} ${leaf.dtype}`);
+        }
+        if (!isFloat(leaf.dtype)) return leaf;
+        return withTraces(level, () => trace.leaf(leaf, t));
+      });
+    }) as A;
+    const out = f(...traced);
+    assertSync(name, out);
+    traceStack = traceStack.slice(0, level);
+    const tout = treeMap(out, (o) => {
+      const t = trace.tangentOf(o);
+      return t ? identity(t) : zerosLike(o);
+    });
+    closeScope(frame, [...treeLeaves(out), ...treeLeaves(tout)]);
+    done = true;
+    return [out, tout];
+  } finally {
+    traceStack = traceStack.slice(0, level);
+    trace.end();
+    if (!done) closeScope(frame, []);
+  }
+}
+
+/** Number of active transformations (0 outside grad/vjp/jvp). */
+export function traceDepth(): number {
+  return traceStack.length;
+}

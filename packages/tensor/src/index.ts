@@ -1,0 +1,27 @@
+/**
+ * @softgrad/tensor — immutable tensors, functional autodiff over pytrees, a float64-capable
+ * CPU backend (the oracle), and the backend interface other backends (WebGPU) implement.
+ */
+import { createCpuBackend } from './cpu/index.js';
+import { setDefaultBackendFactory } from './tensor.js';
+
+setDefaultBackendFactory(createCpuBackend);
+
+export type { Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp } from './backend.js';
+export { DTYPES, bytesPerElement, isFloat, type DType, type TypedArray } from './dtype.js';
+export { broadcastStrides, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Shape } from './shape.js';
+export { threefry2x32, randomBitsAt, bitsToUnitFloat } from './threefry.js';
+export { Tensor, getDefaultBackend, setDefaultBackend, keep, type NestedArray } from './tensor.js';
+export { tensor, full, zeros, ones, scalar, fullLike, zerosLike, onesLike, arange, eye, toBackend, type CreateOptions, type TensorData } from './creation.js';
+export {
+  neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, sin, cos, sign, logicalNot, reciprocal, square,
+  add, sub, mul, div, pow, maximum, minimum, less, lessEqual, greater, greaterEqual, equal, notEqual, logicalAnd, logicalOr,
+  where, sum, max, min, argmax, argmin, mean, matmul, matrixTranspose, reshape, transpose, broadcastTo, slice, pad, concat,
+  expandDims, squeeze, stack, gather, scatterAdd, cast, stopGradient, sumToShape, type MatmulOptions, type TensorLike,
+} from './ops.js';
+export { logsumexp, logSoftmax, softmax, oneHot, takeAlongLastAxis, crossEntropy, silu, rmsNorm, type Reduction } from './nn.js';
+export { grad, valueAndGrad, vjp, jvp, traceDepth, bind, type GradOptions, type Primitive, type VjpFn } from './autodiff.js';
+export { scope } from './scope.js';
+export { treeLeaves, treeMap, treeZipMap, treeDispose, type Pytree } from './pytree.js';
+export { PRNGKey, key, split, foldIn, uniform, normal, gumbel, categorical, type RandomOptions } from './random.js';
+export { createCpuBackend, CpuBackend } from './cpu/index.js';

@@ -1,0 +1,122 @@
+/**
+ * JAX-style counter-based randomness. A key is two uint32 words held on the host; it is
+ * never mutated: derive new keys with `split` or `foldIn`. Sampling runs on the tensor's
+ * backend with the Threefry-2x32 rule of Backend.randomUniform, so a key gives the same
+ * uniform numbers bit for bit on every backend (normal and categorical samples are built
+ * from them with the backend's own log/cos, hence equal to float rounding).
+ */
+import type { Backend } from './backend.js';
+import type { DType } from './dtype.js';
+import { argmax, add, cos, log, mul, neg, randomUniformRaw, sqrt, sub } from './ops.js';
+import { fmtShape } from './shape.js';
+import { getDefaultBackend, type Tensor } from './tensor.js';
+import { threefry2x32 } from './threefry.js';
+
+export class PRNGKey {
+  readonly words: readonly [number, number];
+  constructor(k0: number, k1: number) {
+    this.words = [k0 >>> 0, k1 >>> 0];
+  }
+  toString(): string {
+    return `PRNGKey(${this.words[0]}, ${this.words[1]})`;
+  }
+  /** For checkpoints: the two words. */
+  toJSON(): [number, number] {
+    return [this.words[0], this.words[1]];
+  }
+  static fromJSON(w: unknown): PRNGKey {
+    if (!Array.isArray(w) || w.length !== 2 || !w.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32)) {
+      throw new Error(`PRNGKey.fromJSON: expected two uint32 words, got ${JSON.stringify(w)}`);
+    }
+    return new PRNGKey(w[0], w[1]);
+  }
+}
+
+/** A key from an integer seed (0 ≤ seed < 2^53). */
+export function key(seed: number): PRNGKey {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`key: seed must be a non-negative safe integer, got ${seed}`);
+  return new PRNGKey(Math.floor(seed / 2 ** 32), seed >>> 0);
+}
+
+// Split and foldIn use counter high words 1 and 2; sampling uses 0, so a key's own samples
+// and its children are independent streams.
+export function split(k: PRNGKey, n = 2): PRNGKey[] {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`split: n must be a positive integer, got ${n}`);
+  return Array.from({ length: n }, (_, i) => {
+    const [a, b] = threefry2x32(k.words[0], k.words[1], i, 1);
+    return new PRNGKey(a, b);
+  });
+}
+
+export function foldIn(k: PRNGKey, data: number): PRNGKey {
+  const [a, b] = threefry2x32(k.words[0], k.words[1], data >>> 0, 2);
+  return new PRNGKey(a, b);
+}
+
+export interface RandomOptions {
+  dtype?: DType;
+  backend?: Backend;
+}
+
+function checkKey(op: string, k: unknown): asserts k is PRNGKey {
+  if (!(k instanceof PRNGKey)) throw new Error(`${op}: expected a PRNGKey (from key(seed) or split), got ${typeof k}`);
+}
+
+/** Uniform in [minval, maxval). */
+export function uniform(k: PRNGKey, shape: readonly number[], opts: RandomOptions & { minval?: number; maxval?: number } = {}): Tensor {
+  checkKey('uniform', k);
+  const u = randomUniformRaw(k.words, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
+  const lo = opts.minval ?? 0;
+  const hi = opts.maxval ?? 1;
+  if (lo === 0 && hi === 1) return u;
+  const scaled = mul(u, hi - lo);
+  u.dispose();
+  const out = add(scaled, lo);
+  scaled.dispose();
+  return out;
+}
+
+/** Standard normal samples (Box–Muller on two independent uniform streams). */
+export function normal(k: PRNGKey, shape: readonly number[], opts: RandomOptions = {}): Tensor {
+  checkKey('normal', k);
+  const [k1, k2] = split(k);
+  const dtype = opts.dtype ?? 'float32';
+  const backend = opts.backend ?? getDefaultBackend();
+  const u1 = randomUniformRaw(k1!.words, shape, dtype, backend);
+  const u2 = randomUniformRaw(k2!.words, shape, dtype, backend);
+  const oneMinus = sub(1, u1);
+  const lg = log(oneMinus);
+  const r2 = mul(lg, -2);
+  const r = sqrt(r2);
+  const angle = mul(u2, 2 * Math.PI);
+  const c = cos(angle);
+  const z = mul(r, c);
+  for (const t of [u1, u2, oneMinus, lg, r2, r, angle, c]) t.dispose();
+  return z;
+}
+
+/** Gumbel(0, 1) noise: −log(−log u). */
+export function gumbel(k: PRNGKey, shape: readonly number[], opts: RandomOptions = {}): Tensor {
+  checkKey('gumbel', k);
+  const u = randomUniformRaw(k.words, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
+  const a = log(u);
+  const b = neg(a);
+  const c = log(b);
+  const g = neg(c);
+  for (const t of [u, a, b, c]) t.dispose();
+  return g;
+}
+
+/** Sample indices from softmax(logits) along `axis` (Gumbel-max), int32, with that axis removed. */
+export function categorical(k: PRNGKey, logits: Tensor, axis = -1): Tensor {
+  checkKey('categorical', k);
+  if (logits.dtype !== 'float32' && logits.dtype !== 'float64') {
+    throw new Error(`categorical: logits must be float, got ${logits.dtype} ${fmtShape(logits.shape)}`);
+  }
+  const g = gumbel(k, logits.shape, { dtype: logits.dtype, backend: logits.backend });
+  const z = add(logits, g);
+  const out = argmax(z, axis);
+  g.dispose();
+  z.dispose();
+  return out;
+}
