@@ -211,19 +211,34 @@ class Tape extends Trace {
 // Forward mode
 
 class ForwardTrace extends Trace {
+  // Tangents live as long as the trace: scopes inside the traced function dispose the
+  // tangent objects they created, so the trace holds its own reference to their storage.
+  private readonly held: Tensor[] = [];
+
+  private setTangent(t: Tensor, tangent: Tensor): void {
+    tangent._storage.retain();
+    this.held.push(tangent);
+    this.setSlot(t, { tangent });
+  }
+
   leaf(t: Tensor, tangent: Tensor): Tensor {
     const a = identity(t);
-    this.setSlot(a, { tangent });
+    this.setTangent(a, tangent);
     return a;
   }
   process(prim: Primitive, inputs: readonly Tensor[], out: Tensor, params: unknown): void {
     if (!prim.jvp) throw new Error(`${prim.name}: no forward-mode rule`);
     const tangents = inputs.map((t) => this.slot(t)?.tangent ?? null);
     const tout = prim.jvp(tangents, inputs, out, params);
-    if (tout) this.setSlot(out, { tangent: tout });
+    if (tout) this.setTangent(out, tout);
   }
   tangentOf(t: Tensor): Tensor | undefined {
     return this.slot(t)?.tangent;
+  }
+  override end(): void {
+    super.end();
+    for (const t of this.held) t._storage.release();
+    this.held.length = 0;
   }
 }
 
