@@ -1,0 +1,7 @@
+/** @softgrad/transformer — Llama/Qwen decoder, KV cache, checkpoints, config.json, tokenizers. */
+export * from './config.js';
+export * from './safetensors.js';
+export * from './weights.js';
+export * from './tokenizer.js';
+export * from './model.js';
+export * from './checkpoint.js';
