@@ -118,7 +118,7 @@ describe('transformer forward', () => {
         out.logits.dispose();
         out.hidden.dispose();
         chunk.dispose();
-        if ('embeds' in input) input.embeds.dispose();
+        if ('embeds' in input) input.embeds?.dispose();
       }
       disposeCache(cache);
       const fl = (await full.logits.toArray()) as number[][][];

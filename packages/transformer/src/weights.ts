@@ -1,0 +1,101 @@
+// Hugging Face parameter names and shapes for a Llama / Qwen2 config, and the check
+// that a loaded checkpoint matches them before any tensor reaches the model.
+
+import type { TransformerConfig } from './config.js';
+
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+type ShapeConfig = Pick<
+  TransformerConfig,
+  | 'vocab_size' | 'hidden_size' | 'intermediate_size' | 'num_hidden_layers' | 'num_attention_heads'
+  | 'num_key_value_heads' | 'head_dim' | 'tie_word_embeddings' | 'attention_bias'
+>;
+
+/** Every parameter a checkpoint for `config` holds, in transformers' order. */
+export function expectedTensorNames(config: ShapeConfig): ExpectedTensor[] {
+  const d = config.hidden_size;
+  const q = config.num_attention_heads * config.head_dim;
+  const kv = config.num_key_value_heads * config.head_dim;
+  const ff = config.intermediate_size;
+  const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocab_size, d] }];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    out.push({ name: `${p}.self_attn.q_proj.weight`, shape: [q, d] });
+    if (config.attention_bias) out.push({ name: `${p}.self_attn.q_proj.bias`, shape: [q] });
+    out.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kv, d] });
+    if (config.attention_bias) out.push({ name: `${p}.self_attn.k_proj.bias`, shape: [kv] });
+    out.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kv, d] });
+    if (config.attention_bias) out.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kv] });
+    out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, q] });
+    out.push({ name: `${p}.mlp.gate_proj.weight`, shape: [ff, d] });
+    out.push({ name: `${p}.mlp.up_proj.weight`, shape: [ff, d] });
+    out.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, ff] });
+    out.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
+    out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
+  }
+  out.push({ name: 'model.norm.weight', shape: [d] });
+  if (!config.tie_word_embeddings) out.push({ name: 'lm_head.weight', shape: [config.vocab_size, d] });
+  return out;
+}
+
+// Older transformers versions saved RoPE's inverse frequencies as a buffer; they are
+// recomputed from the config, never loaded.
+function isRotaryBuffer(name: string): boolean {
+  return name === 'rotary_emb.inv_freq' || name.endsWith('.rotary_emb.inv_freq');
+}
+
+const MAX_LISTED = 10;
+
+/**
+ * Checks names and shapes of a checkpoint's tensors against `config`, reporting every
+ * missing tensor, unexpected tensor and shape mismatch in one Error (the first ten
+ * listed). Returns the names present but deliberately not used:
+ * - rotary `inv_freq` buffers of old checkpoints;
+ * - `lm_head.weight` of a model with tie_word_embeddings, which transformers also
+ *   ignores (the output projection is the embedding matrix). Its shape is still checked.
+ */
+export function validateCheckpointTensors(
+  config: ShapeConfig,
+  tensors: Readonly<Record<string, { readonly shape: readonly number[] }>>,
+  source: string,
+): { ignored: string[] } {
+  const expected = expectedTensorNames(config);
+  const expectedNames = new Set(expected.map((e) => e.name));
+  const problems: string[] = [];
+  const ignored: string[] = [];
+  const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
+  const checkShape = (name: string, want: readonly number[]) => {
+    const got = tensors[name].shape;
+    if (got.length !== want.length || got.some((v, i) => v !== want[i])) {
+      problems.push(`${name}: shape ${shapeText(got)}, expected ${shapeText(want)}`);
+    }
+  };
+
+  for (const e of expected) {
+    if (!Object.hasOwn(tensors, e.name)) problems.push(`missing ${e.name} ${shapeText(e.shape)}`);
+    else checkShape(e.name, e.shape);
+  }
+  for (const name of Object.keys(tensors).sort()) {
+    if (expectedNames.has(name)) continue;
+    if (isRotaryBuffer(name)) {
+      ignored.push(name);
+    } else if (name === 'lm_head.weight' && config.tie_word_embeddings) {
+      checkShape(name, [config.vocab_size, config.hidden_size]);
+      ignored.push(name);
+    } else {
+      problems.push(`unexpected ${name} ${shapeText(tensors[name].shape)}`);
+    }
+  }
+  if (problems.length > 0) {
+    const listed = problems.slice(0, MAX_LISTED).map((p) => `  - ${p}`).join('\n');
+    const more = problems.length > MAX_LISTED ? `\n  ... and ${problems.length - MAX_LISTED} more` : '';
+    throw new Error(
+      `${source}: checkpoint does not match the config (${config.num_hidden_layers} layers, hidden ${config.hidden_size}, ` +
+        `vocab ${config.vocab_size}): ${problems.length} problem(s):\n${listed}${more}`,
+    );
+  }
+  return { ignored };
+}
