@@ -300,7 +300,15 @@ export function valueAndGrad<A extends unknown[]>(
   f: (...args: A) => unknown,
   options: GradOptions = {},
 ): (...args: A) => [any, any] {
-  const name = 'valueAndGrad';
+  return valueAndGradNamed('valueAndGrad', f, options);
+}
+
+/** valueAndGrad, with errors reported under the name the user called (`grad` or `valueAndGrad`). */
+function valueAndGradNamed<A extends unknown[]>(
+  name: string,
+  f: (...args: A) => unknown,
+  options: GradOptions,
+): (...args: A) => [any, any] {
   return (...args: A) => {
     const argnums = normArgnums(name, options.argnums ?? 0, args.length);
     const tape = new Tape();
@@ -352,13 +360,21 @@ export function valueAndGrad<A extends unknown[]>(
   };
 }
 
-/** grad(f)(...args) → gradient of the scalar f with respect to args[argnums]. */
+/**
+ * grad(f)(...args) → gradient of the scalar f with respect to args[argnums]; with hasAux,
+ * [gradient, aux] (as in JAX).
+ */
 export function grad<A extends unknown[]>(f: (...args: A) => unknown, options: GradOptions | Argnums = {}): (...args: A) => any {
   const opts = typeof options === 'object' && !Array.isArray(options) ? (options as GradOptions) : { argnums: options as Argnums };
-  const vg = valueAndGrad(f, opts);
+  const vg = valueAndGradNamed('grad', f, opts);
   return (...args: A) => {
-    const [value, g] = vg(...args);
-    for (const t of treeLeaves(value)) t.dispose();
+    const [out, g] = vg(...args);
+    if (opts.hasAux) {
+      const [value, aux] = out as [Tensor, unknown];
+      if (!treeLeaves(aux).includes(value)) value.dispose();
+      return [g, aux];
+    }
+    for (const t of treeLeaves(out)) t.dispose();
     return g;
   };
 }

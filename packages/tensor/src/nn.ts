@@ -2,7 +2,7 @@
 import { arange } from './creation.js';
 import { isFloat } from './dtype.js';
 import {
-  add, cast, div, equal, exp, expandDims, log, max, mean, mul, neg, reshape, rsqrt, sigmoid, stopGradient, sub, sum,
+  abs, add, cast, div, equal, exp, expandDims, less, log, max, mean, mul, neg, reshape, rsqrt, sigmoid, stopGradient, sub, sum, where,
 } from './ops.js';
 import { fmtShape, normalizeAxis } from './shape.js';
 import type { Tensor } from './tensor.js';
@@ -16,7 +16,10 @@ function requireFloat(op: string, x: Tensor): void {
 export function logsumexp(x: Tensor, axes: number | readonly number[] = -1, keepdims = false): Tensor {
   requireFloat('logsumexp', x);
   return scope(() => {
-    const m = stopGradient(max(x, axes, true));
+    // A non-finite max (a slice of all −∞, or a +∞) is not shifted out: x − m would be NaN,
+    // while log Σ exp(x) is −∞ (or +∞) there.
+    const mx = max(x, axes, true);
+    const m = stopGradient(where(less(abs(mx), Infinity), mx, 0));
     const s = log(sum(exp(sub(x, m)), axes, true));
     const r = add(s, m);
     if (keepdims) return r;
@@ -61,14 +64,23 @@ export type Reduction = 'mean' | 'sum' | 'none';
 
 /**
  * Softmax cross-entropy of logits [..., V] against int32 labels [...] (class indices).
- * Labels outside [0, V) contribute a zero probability row and so give +∞ only if used;
- * they are rejected up front on backends that can check synchronously.
+ * Labels outside [0, V) are rejected up front on backends that read synchronously (the CPU);
+ * elsewhere they select nothing and contribute a loss of 0.
  */
 export function crossEntropy(logits: Tensor, labels: Tensor, reduction: Reduction = 'mean'): Tensor {
   requireFloat('crossEntropy', logits);
   if (labels.dtype !== 'int32') throw new Error(`crossEntropy: labels must be int32 class indices, got ${labels.dtype}`);
   if (labels.rank !== logits.rank - 1 || labels.shape.some((d, i) => d !== logits.shape[i])) {
     throw new Error(`crossEntropy: labels ${fmtShape(labels.shape)} must match logits ${fmtShape(logits.shape)} without the class axis`);
+  }
+  const v = logits.shape[logits.rank - 1]!;
+  if (labels.backend.readSync) {
+    // As documented: reject bad labels where that is cheap, rather than silently scoring them 0.
+    const data = labels.dataSync();
+    for (let i = 0; i < data.length; i++) {
+      const l = data[i]!;
+      if (l < 0 || l >= v) throw new Error(`crossEntropy: label ${l} (at flat index ${i} of labels ${fmtShape(labels.shape)}) is out of range [0, ${v})`);
+    }
   }
   return scope(() => {
     const nll = neg(takeAlongLastAxis(logSoftmax(logits, -1), labels));

@@ -27,21 +27,29 @@ function requireFloat(op: string, x: Tensor): void {
 
 /** Turn number operands into scalars matching the tensor operand; returns temporaries to dispose. */
 function operands(op: string, xs: readonly TensorLike[]): { ts: Tensor[]; temps: Tensor[] } {
-  const ref = xs.find((x): x is Tensor => x instanceof Tensor);
+  // The dtype of a number operand follows the first non-bool tensor (for `where`, the
+  // branches, not the bool condition), else the first tensor.
+  const ref = xs.find((x): x is Tensor => x instanceof Tensor && x.dtype !== 'bool') ?? xs.find((x): x is Tensor => x instanceof Tensor);
   const temps: Tensor[] = [];
-  const ts = xs.map((x) => {
-    if (x instanceof Tensor) return x;
-    if (typeof x !== 'number') throw new Error(`${op}: operands must be Tensors or numbers, got ${x === null ? 'null' : typeof x}`);
-    const t = ref ? scalar(x, { dtype: ref.dtype === 'bool' ? 'float32' : ref.dtype, backend: ref.backend }) : scalar(x);
-    temps.push(t);
-    return t;
-  });
-  for (const t of ts) t.view(op);
-  const b = ts[0]!.backend;
-  for (const t of ts) {
-    if (t.backend !== b) throw new Error(`${op}: inputs are on different backends (${b.name} vs ${t.backend.name}); move one with toBackend`);
+  try {
+    const ts = xs.map((x) => {
+      if (x instanceof Tensor) return x;
+      if (typeof x !== 'number') throw new Error(`${op}: operands must be Tensors or numbers, got ${x === null ? 'null' : typeof x}`);
+      const t = ref ? scalar(x, { dtype: ref.dtype === 'bool' ? 'float32' : ref.dtype, backend: ref.backend }) : scalar(x);
+      temps.push(t);
+      return t;
+    });
+    for (const t of ts) t.view(op);
+    const b = ts[0]!.backend;
+    for (const t of ts) {
+      if (t.backend !== b) throw new Error(`${op}: inputs are on different backends (${b.name} vs ${t.backend.name}); move one with toBackend`);
+    }
+    return { ts, temps };
+  } catch (e) {
+    // A bad, disposed or foreign operand: the scalars made for number operands must not leak.
+    for (const t of temps) t.dispose();
+    throw e;
   }
-  return { ts, temps };
 }
 
 function withOperands(op: string, xs: readonly TensorLike[], f: (ts: Tensor[]) => Tensor): Tensor {

@@ -13,7 +13,6 @@ export function threefry2x32(k0: number, k1: number, x0: number, x1: number): [n
   const ks0 = k0 >>> 0;
   const ks1 = k1 >>> 0;
   const ks2 = (ks0 ^ ks1 ^ 0x1bd11bda) >>> 0;
-  const ks = [ks0, ks1, ks2];
   let a = (x0 + ks0) >>> 0;
   let b = (x1 + ks1) >>> 0;
   for (let block = 0; block < 5; block++) {
@@ -22,9 +21,11 @@ export function threefry2x32(k0: number, k1: number, x0: number, x1: number): [n
       b = rotl(b, ROTATIONS[(block % 2) * 4 + r]!);
       b = (b ^ a) >>> 0;
     }
+    // Key schedule ks[s % 3], ks[(s+1) % 3] without an array (this runs per element).
     const s = block + 1;
-    a = (a + ks[s % 3]!) >>> 0;
-    b = (b + ks[(s + 1) % 3]! + s) >>> 0;
+    const m = s % 3;
+    a = (a + (m === 0 ? ks0 : m === 1 ? ks1 : ks2)) >>> 0;
+    b = (b + (m === 0 ? ks1 : m === 1 ? ks2 : ks0) + s) >>> 0;
   }
   return [a, b];
 }
