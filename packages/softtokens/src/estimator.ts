@@ -131,12 +131,32 @@ export function sequenceLogProbs(config: TransformerConfig, params: ModelParams,
     let total = T.sum(hard, -1);
     if (anySoft) {
       const mix = T.matmul(T.exp(logp), params.embed);
-      const diff = T.sub(T.tensor(f(p.softTarget), { shape: [R, N, d], ...o }), mix);
-      const sq = T.sum(T.square(diff), -1);
-      const gauss = T.mul(T.mul(sq, -1 / (2 * s.sigma * s.sigma)), T.tensor(f(p.softWeight), { shape: [R, N], ...o }));
+      const density = gaussianLogDensity(T.tensor(f(p.softTarget), { shape: [R, N, d], ...o }), mix, s.sigma);
+      const gauss = T.mul(density, T.tensor(f(p.softWeight), { shape: [R, N], ...o }));
       total = T.add(total, T.sum(gauss, -1));
     }
     return total;
+  });
+}
+
+/**
+ * log N(x; mean, σ²I) over the last axis, up to the constant −(d/2)·log(2πσ²), which does
+ * not depend on the parameters: −‖x − mean‖²/(2σ²).
+ */
+export function gaussianLogDensity(x: T.Tensor, mean: T.Tensor, sigma: number): T.Tensor {
+  if (!(sigma > 0)) throw new Error(`gaussianLogDensity: σ must be > 0, got ${sigma}`);
+  return T.scope(() => T.mul(T.sum(T.square(T.sub(x, mean)), -1), -1 / (2 * sigma * sigma)));
+}
+
+/** The surrogate −(1/R) Σ_r A_r ℓ_r whose gradient is the RLOO estimate of −∇E[reward]. */
+export function rlooSurrogate(logProbs: T.Tensor, advantages: readonly number[]): T.Tensor {
+  if (logProbs.rank !== 1 || logProbs.shape[0] !== advantages.length) {
+    throw new Error(`rlooSurrogate: log-probabilities ${T.fmtShape(logProbs.shape)} do not match ${advantages.length} advantages`);
+  }
+  const dtype = logProbs.dtype;
+  return T.scope(() => {
+    const adv = T.tensor(dtype === 'float64' ? Float64Array.from(advantages) : Float32Array.from(advantages), { backend: logProbs.backend });
+    return T.mul(T.sum(T.mul(adv, logProbs)), -1 / advantages.length);
   });
 }
 
@@ -156,10 +176,5 @@ export function rlooLoss(
     if (a === undefined) throw new Error(`rlooLoss: no advantage for prompt ${r.promptIndex}, sample ${r.sampleIndex}`);
     return a;
   });
-  const dtype = params.embed.dtype;
-  return T.scope(() => {
-    const ell = sequenceLogProbs(config, params, rollouts, s);
-    const adv = T.tensor(dtype === 'float64' ? Float64Array.from(flat) : Float32Array.from(flat), { backend: params.embed.backend });
-    return T.mul(T.sum(T.mul(adv, ell)), -1 / rollouts.length);
-  });
+  return T.scope(() => rlooSurrogate(sequenceLogProbs(config, params, rollouts, s), flat));
 }

@@ -25,32 +25,50 @@ export function encodeExample(tokenizer: Tokenizer, ex: SupervisedExample): Enco
   return { ids: [...p, ...c], start: p.length };
 }
 
-/** Mean next-token cross-entropy over completion tokens of a batch (left-padded). */
-export function completionLoss(config: TransformerConfig, params: ModelParams, batch: readonly EncodedExample[], padId = 0): T.Tensor {
+/**
+ * Per-sequence sums of log p(token | prefix) over the completion tokens of a left-padded
+ * batch, [R], plus the number of completion tokens.
+ */
+export function completionLogProbs(
+  config: TransformerConfig,
+  params: ModelParams,
+  batch: readonly EncodedExample[],
+  padId = 0,
+): { logProbs: T.Tensor; tokens: number } {
   const N = Math.max(...batch.map((e) => e.ids.length));
   const R = batch.length;
   const ids = new Int32Array(R * N).fill(padId);
   const targets = new Int32Array(R * N);
   const weights = new Float64Array(R * N);
   const mask: boolean[][] = [];
-  let count = 0;
+  let tokens = 0;
   batch.forEach((e, r) => {
+    if (e.start < 1 || e.start > e.ids.length) throw new Error(`completionLogProbs: example ${r} has completion start ${e.start} outside [1, ${e.ids.length}]`);
     const off = N - e.ids.length;
     ids.set(e.ids, r * N + off);
     mask.push(Array.from({ length: N }, (_, i) => i >= off));
     for (let i = e.start; i < e.ids.length; i++) {
       targets[r * N + off + i - 1] = e.ids[i]!;
       weights[r * N + off + i - 1] = 1;
-      count++;
+      tokens++;
     }
   });
   const backend = params.embed.backend;
   const dtype = params.embed.dtype;
-  return T.scope(() => {
+  const logProbs = T.scope(() => {
     const { logits } = forward(config, params, { ids: T.tensor(ids, { shape: [R, N], dtype: 'int32', backend }), mask });
-    const nll = T.crossEntropy(logits, T.tensor(targets, { shape: [R, N], dtype: 'int32', backend }), 'none');
+    const lp = T.takeAlongLastAxis(T.logSoftmax(logits, -1), T.tensor(targets, { shape: [R, N], dtype: 'int32', backend }));
     const w = T.tensor(dtype === 'float64' ? weights : Float32Array.from(weights), { shape: [R, N], dtype, backend });
-    return T.div(T.sum(T.mul(nll, w)), count);
+    return T.sum(T.mul(lp, w), -1);
+  });
+  return { logProbs, tokens };
+}
+
+/** Mean next-token cross-entropy over the completion tokens of a batch. */
+export function completionLoss(config: TransformerConfig, params: ModelParams, batch: readonly EncodedExample[], padId = 0): T.Tensor {
+  return T.scope(() => {
+    const { logProbs, tokens } = completionLogProbs(config, params, batch, padId);
+    return T.mul(T.sum(logProbs), -1 / Math.max(1, tokens));
   });
 }
 

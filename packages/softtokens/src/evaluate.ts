@@ -1,0 +1,174 @@
+/**
+ * Evaluation (SPEC §2): the six inference modes with a greedy answer, greedy pass@1, sampled
+ * pass@1 and pass@k (unbiased, from n ≥ k samples), the mean next-token entropy per CoT
+ * position, and multiple-choice likelihood scoring for out-of-domain robustness.
+ */
+import * as T from '@softgrad/tensor';
+import type { ModelParams, Tokenizer, TransformerConfig } from '@softgrad/transformer';
+import type { ChoiceItem, ProblemItem } from './datasets.js';
+import { evalModeSettings, type EvalModeName, type NoiseConvention } from './modes.js';
+import { meanPassAtKCurve } from './passk.js';
+import { formatPrompt } from './prompt.js';
+import { REWARD_CORRECT, REWARD_FORMAT, reward } from './rewards.js';
+import { rollout, type Rollout } from './rollout.js';
+import { completionLogProbs, type EncodedExample } from './sft.js';
+
+export interface EvalOptions {
+  config: TransformerConfig;
+  params: ModelParams;
+  tokenizer: Tokenizer;
+  problems: readonly ProblemItem[];
+  mode: EvalModeName;
+  /** Samples per problem in the sampling modes (greedy modes use 1). */
+  samples: number;
+  maxCot: number;
+  maxAnswer?: number;
+  noiseScale?: number;
+  noiseConvention?: NoiseConvention;
+  seed: number;
+  /** Rows (prompts × samples) decoded together. */
+  batchRows?: number;
+  /** Called with (problems done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ProblemOutcome {
+  question: string;
+  reference: string;
+  rewards: number[];
+  /** First sample's texts, for reading. */
+  cotText: string;
+  answerText: string;
+}
+
+export interface ModeResult {
+  mode: EvalModeName;
+  samples: number;
+  problems: number;
+  /** Mean over problems of the fraction of correct samples (pass@1). */
+  passAt1: number;
+  /** pass@k for k = 1..samples (sampling modes); [pass@1] for greedy. */
+  passAtK: number[];
+  meanReward: number;
+  /** Fraction of samples whose answer had a parseable \boxed{}. */
+  formatRate: number;
+  meanCotLength: number;
+  /** Fraction of CoTs that ended on the stop string. */
+  stopRate: number;
+  /** Mean entropy (nats) of the next-token distribution at CoT position t (index t), over samples reaching t. */
+  entropyByPosition: number[];
+  /** How many samples reached each CoT position. */
+  entropyCounts: number[];
+  outcomes: ProblemOutcome[];
+  seconds: number;
+}
+
+export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
+  const t0 = performance.now();
+  const settings = evalModeSettings(opts.mode, opts.noiseScale, opts.noiseConvention);
+  const n = settings.sample ? opts.samples : 1;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`evaluateMode: samples must be a positive integer, got ${opts.samples}`);
+  const perBatch = Math.max(1, Math.floor((opts.batchRows ?? 256) / n));
+  const outcomes: ProblemOutcome[] = [];
+  const entSum: number[] = [];
+  const entCount: number[] = [];
+  let cotLen = 0;
+  let stops = 0;
+  let formatted = 0;
+  let rewardSum = 0;
+  let total = 0;
+  for (let start = 0; start < opts.problems.length; start += perBatch) {
+    const chunk = opts.problems.slice(start, start + perBatch);
+    const batch = await rollout({
+      config: opts.config, params: opts.params, tokenizer: opts.tokenizer,
+      prompts: chunk.map((p) => formatPrompt(p.question)), samples: n, cot: settings,
+      maxCot: opts.maxCot, maxAnswer: opts.maxAnswer, answerSample: false,
+      key: T.foldIn(T.key(opts.seed), start),
+    });
+    chunk.forEach((p, b) => {
+      const rows: Rollout[] = batch.rollouts.slice(b * n, (b + 1) * n);
+      const rewards = rows.map((r) => reward(r.answerText, p.reference));
+      for (const r of rows) {
+        cotLen += r.cotTokens.length;
+        if (r.stoppedEarly) stops++;
+        r.entropies.forEach((e, t) => {
+          entSum[t] = (entSum[t] ?? 0) + e;
+          entCount[t] = (entCount[t] ?? 0) + 1;
+        });
+      }
+      for (const w of rewards) {
+        rewardSum += w;
+        if (w >= REWARD_FORMAT) formatted++;
+        total++;
+      }
+      outcomes.push({ question: p.question, reference: p.reference, rewards, cotText: rows[0]!.cotText, answerText: rows[0]!.answerText });
+    });
+    opts.onProgress?.(Math.min(start + perBatch, opts.problems.length), opts.problems.length);
+  }
+  const counts = outcomes.map((o) => ({ n: o.rewards.length, c: o.rewards.filter((r) => r === REWARD_CORRECT).length }));
+  const ks = Array.from({ length: n }, (_, i) => i + 1);
+  const passAtK = meanPassAtKCurve(counts, ks);
+  return {
+    mode: opts.mode, samples: n, problems: outcomes.length,
+    passAt1: passAtK[0]!, passAtK,
+    meanReward: rewardSum / Math.max(1, total),
+    formatRate: formatted / Math.max(1, total),
+    meanCotLength: cotLen / Math.max(1, total),
+    stopRate: stops / Math.max(1, total),
+    entropyByPosition: entSum.map((s, t) => s / entCount[t]!),
+    entropyCounts: entCount,
+    outcomes,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+export interface ChoiceResult {
+  items: number;
+  accuracy: number;
+  /** Mean negative log-likelihood (nats) of the correct choice's tokens given the question. */
+  meanNll: number;
+}
+
+/** The text a choice is scored after. */
+export function choicePrompt(question: string): string {
+  return `Question: ${question}\nAnswer:`;
+}
+
+/**
+ * Likelihood scoring of multiple-choice items: each choice is scored as the completion
+ * ` choice` of `Question: … Answer:`; the prediction is the choice with the highest total
+ * log-likelihood.
+ */
+export async function evaluateChoices(
+  config: TransformerConfig,
+  params: ModelParams,
+  tokenizer: Tokenizer,
+  items: readonly ChoiceItem[],
+  batchSize = 64,
+): Promise<ChoiceResult> {
+  const seqs: { item: number; choice: number; ex: EncodedExample }[] = [];
+  items.forEach((it, i) => {
+    const p = tokenizer.encode(choicePrompt(it.question), { addSpecialTokens: true });
+    it.choices.forEach((c, j) => {
+      const ids = [...p, ...tokenizer.encode(` ${c}`)];
+      seqs.push({ item: i, choice: j, ex: { ids, start: p.length } });
+    });
+  });
+  const scores = items.map((it) => new Array<number>(it.choices.length).fill(-Infinity));
+  for (let s = 0; s < seqs.length; s += batchSize) {
+    const chunk = seqs.slice(s, s + batchSize);
+    const { logProbs } = completionLogProbs(config, params, chunk.map((c) => c.ex), tokenizer.padId ?? 0);
+    const lp = await logProbs.data();
+    logProbs.dispose();
+    chunk.forEach((c, i) => (scores[c.item]![c.choice] = lp[i]!));
+  }
+  let correct = 0;
+  let nll = 0;
+  items.forEach((it, i) => {
+    const sc = scores[i]!;
+    const best = sc.indexOf(Math.max(...sc));
+    if (best === it.answerIndex) correct++;
+    nll -= sc[it.answerIndex]!;
+  });
+  return { items: items.length, accuracy: correct / Math.max(1, items.length), meanNll: nll / Math.max(1, items.length) };
+}

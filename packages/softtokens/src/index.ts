@@ -1,0 +1,16 @@
+/** @softgrad/softtokens — soft-token RL: rollouts, RLOO, rewards, training, evaluation, the built-in task. */
+export * from './modes.js';
+export * from './prompt.js';
+export * from './rewards.js';
+export * from './passk.js';
+export * from './task.js';
+export * from './datasets.js';
+export * from './io.js';
+export * from './report.js';
+export * from './rollout.js';
+export * from './estimator.js';
+export * from './optim.js';
+export * from './sft.js';
+export * from './builtin.js';
+export * from './evaluate.js';
+export * from './train.js';

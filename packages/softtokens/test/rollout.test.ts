@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import * as T from '@softgrad/tensor';
+import { initParams, parseConfig, type TransformerConfig } from '@softgrad/transformer';
+import { builtinTokenizer } from '../src/builtin.js';
+import { evalModeSettings, trainingCotSettings } from '../src/modes.js';
+import { rollout } from '../src/rollout.js';
+import { rlooLoss, rlooAdvantages, sequenceLogProbs } from '../src/estimator.js';
+import { formatPrompt, PREFILL_AT_LIMIT, PREFILL_STOPPED } from '../src/prompt.js';
+
+const tokenizer = builtinTokenizer();
+function tinyConfig(): TransformerConfig {
+  return parseConfig({
+    model_type: 'llama', vocab_size: tokenizer.vocabSize, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1,
+    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true,
+  }, 'tiny');
+}
+const prompts = [formatPrompt('Tom has 3 apples. He buys 4 more. How many apples does Tom have now?'), formatPrompt('Ann has 9 pens.')];
+
+describe('rollouts', () => {
+  it('record tokens, inputs, prefill and answer consistently for every CoT kind', async () => {
+    const config = tinyConfig();
+    const params = initParams(config, 1, { std: 0.5 });
+    const before = T.getDefaultBackend().stats().liveBuffers;
+    for (const kind of ['hard', 'soft', 'fuzzy'] as const) {
+      const batch = await rollout({
+        config, params, tokenizer, prompts, samples: 3, cot: trainingCotSettings(kind), maxCot: 6, maxAnswer: 4,
+        answerSample: true, key: T.key(2),
+      });
+      expect(batch.rollouts).toHaveLength(6);
+      for (const r of batch.rollouts) {
+        expect(r.cotTokens.length).toBeGreaterThan(0);
+        expect(r.cotTokens.length).toBeLessThanOrEqual(6);
+        expect(r.entropies).toHaveLength(r.cotTokens.length);
+        if (kind === 'hard') expect(r.cotInputs).toBeNull();
+        else expect(r.cotInputs!.length).toBe(r.cotTokens.length * 16);
+        expect(tokenizer.decode(r.prefillIds)).toBe(r.stoppedEarly ? PREFILL_STOPPED : PREFILL_AT_LIMIT);
+        expect(r.answerIds.length).toBeGreaterThan(0);
+        expect(r.answerIds.length).toBeLessThanOrEqual(4);
+      }
+      if (kind !== 'hard') expect(batch.sigma).toBeGreaterThan(0);
+      const adv = rlooAdvantages([[0, 100, 10], [10, 0, 0]]);
+      const [loss, g] = T.valueAndGrad((p: typeof params) => rlooLoss(config, p, batch.rollouts, adv, { tau: trainingCotSettings(kind).tau, sigma: batch.sigma, answerTau: 1 }))(params);
+      expect(Number.isFinite(await loss.item())).toBe(true);
+      loss.dispose();
+      T.treeDispose(g);
+    }
+    expect(T.getDefaultBackend().stats().liveBuffers).toBe(before);
+    T.treeDispose(params);
+  });
+
+  it('fuzzy decoding with τ → 0 and σ = 0 reproduces hard greedy decoding token for token', async () => {
+    const config = tinyConfig();
+    const params = initParams(config, 3, { std: 0.5, dtype: 'float64' });
+    const common = { config, params, tokenizer, prompts, samples: 1, maxCot: 12, maxAnswer: 6, answerSample: false, key: T.key(0) };
+    const hard = await rollout({ ...common, cot: evalModeSettings('hard-greedy') });
+    const fuzzy = await rollout({ ...common, cot: { ...evalModeSettings('fuzzy-greedy'), tau: 1e-6 } });
+    hard.rollouts.forEach((h, i) => {
+      const f = fuzzy.rollouts[i]!;
+      expect(f.cotTokens).toEqual(h.cotTokens);
+      expect(f.answerIds).toEqual(h.answerIds);
+      expect(f.answerText).toBe(h.answerText);
+    });
+    T.treeDispose(params);
+  });
+
+  it('soft greedy decoding is deterministic, and sampling depends only on the key', async () => {
+    const config = tinyConfig();
+    const params = initParams(config, 4, { std: 0.5 });
+    const common = { config, params, tokenizer, prompts, samples: 2, maxCot: 8, maxAnswer: 4, answerSample: false };
+    const a = await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(1) });
+    const b = await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(2) });
+    expect(b.rollouts.map((r) => r.cotInputs)).toEqual(a.rollouts.map((r) => r.cotInputs));
+    const s1 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) });
+    const s2 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) });
+    const s3 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(6) });
+    expect(s2.rollouts.map((r) => r.cotInputs)).toEqual(s1.rollouts.map((r) => r.cotInputs));
+    expect(s3.rollouts.map((r) => r.cotInputs)).not.toEqual(s1.rollouts.map((r) => r.cotInputs));
+    T.treeDispose(params);
+  });
+
+  it('re-scoring a hard rollout gives the log-probabilities of its sampled tokens', async () => {
+    const config = tinyConfig();
+    const params = initParams(config, 5, { std: 0.5, dtype: 'float64' });
+    const batch = await rollout({ config, params, tokenizer, prompts, samples: 2, cot: trainingCotSettings('hard'), maxCot: 5, maxAnswer: 3, answerSample: true, key: T.key(9) });
+    const lp = sequenceLogProbs(config, params, batch.rollouts, { tau: 1, sigma: 0, answerTau: 1 });
+    const values = Array.from(await lp.data());
+    // Scoring one rollout alone (no padding) gives the same number.
+    for (let i = 0; i < batch.rollouts.length; i++) {
+      const single = sequenceLogProbs(config, params, [batch.rollouts[i]!], { tau: 1, sigma: 0, answerTau: 1 });
+      expect(Math.abs((await single.item()) - values[i]!)).toBeLessThan(1e-10);
+      single.dispose();
+      expect(values[i]!).toBeLessThan(0);
+    }
+    lp.dispose();
+    T.treeDispose(params);
+  });
+});
