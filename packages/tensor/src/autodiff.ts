@@ -185,7 +185,12 @@ class Tape extends Trace {
       closeScope(frame, grads.filter((x): x is Tensor => x !== null));
       grads.forEach((gi, i) => {
         const parent = node.parents[i];
-        if (gi && parent) accumulate(parent, gi);
+        if (!gi || !parent) return;
+        const want = node.inputs[i]!.shape;
+        if (gi.shape.length !== want.length || gi.shape.some((d, j) => d !== want[j])) {
+          throw new Error(`internal: the ${node.prim!.name} rule returned a cotangent ${fmtShape(gi.shape)} for input ${i} of shape ${fmtShape(want)}`);
+        }
+        accumulate(parent, gi);
       });
       for (const gi of new Set(grads)) if (gi && gi !== g) gi.dispose();
       ct.delete(node);

@@ -159,6 +159,12 @@ class Checker {
       const outLeaves = treeLeaves(outT);
       const toutLeaves = treeLeaves(toutT);
       const shapes = outLeaves.map(describe);
+      toutLeaves.forEach((t, k) => {
+        const o = outLeaves[k]!;
+        if (t.shape.length !== o.shape.length || t.shape.some((d, i) => d !== o.shape[i])) {
+          throw new Error(`checkGrads: ${ctx.label}: the tangent of output leaf ${k} is ${describe(t)}, the output is ${shapes[k]}`);
+        }
+      });
       const tout = toutLeaves.map((t, k) => (isFloat(outLeaves[k]!.dtype) ? Float64Array.from(readSync(t)) : null));
       const { eps, rtol, atol } = ctx;
       const plusArgs = this.perturb(args, dir, eps);
@@ -225,6 +231,13 @@ class Checker {
         if (cts.length !== floatDirs.length) {
           throw new Error(`checkGrads: ${ctx.label}: the pullback returned ${cts.length} cotangents for ${floatDirs.length} float argument leaves`);
         }
+        const floatArgs = treeLeaves([...args]).filter((t) => isFloat(t.dtype));
+        cts.forEach((c, k) => {
+          const a = floatArgs[k]!;
+          if (c.dtype !== a.dtype || c.shape.length !== a.shape.length || c.shape.some((d, i) => d !== a.shape[i])) {
+            throw new Error(`checkGrads: ${ctx.label}: the cotangent for argument leaf ${k} is ${describe(c)}, the argument is ${describe(a)}`);
+          }
+        });
         let lhs = 0;
         cts.forEach((c, k) => {
           const g = readSync(c);

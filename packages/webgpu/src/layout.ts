@@ -1,0 +1,66 @@
+/** Shape and stride arithmetic for kernel launches (kept local so the package has no runtime deps). */
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** Strides reading `shape` as if broadcast (numpy rules) to `outShape`: 0 on broadcast dims. */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const strides = stridesOf(shape);
+  const out = new Array<number>(outShape.length).fill(0);
+  const off = outShape.length - shape.length;
+  for (let i = 0; i < shape.length; i++) out[off + i] = shape[i] === 1 ? 0 : strides[i]!;
+  return out;
+}
+
+export interface Collapsed {
+  shape: number[];
+  strides: number[][];
+}
+
+/**
+ * Drops size-1 dims and merges neighbours that are contiguous in every operand, so index
+ * math in the kernels runs over as few dims as possible ([B,T,D] + [D] becomes [B*T, D]).
+ * Always returns rank ≥ 1.
+ */
+export function collapseDims(shape: readonly number[], strides: readonly (readonly number[])[]): Collapsed {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    const n = shape[d]!;
+    if (n === 1) continue;
+    const last = outShape.length - 1;
+    let merge = last >= 0;
+    for (let s = 0; merge && s < strides.length; s++) {
+      if (outStrides[s]![last] !== strides[s]![d]! * n) merge = false;
+    }
+    if (merge) {
+      outShape[last] = outShape[last]! * n;
+      for (let s = 0; s < strides.length; s++) outStrides[s]![last] = strides[s]![d]!;
+    } else {
+      outShape.push(n);
+      for (let s = 0; s < strides.length; s++) outStrides[s]!.push(strides[s]![d]!);
+    }
+  }
+  if (outShape.length === 0) {
+    outShape.push(1);
+    for (const st of outStrides) st.push(0);
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(',')}]`;
+}
