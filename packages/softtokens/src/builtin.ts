@@ -4,7 +4,10 @@
  * tokens (added tokens in tokenizer.json terms), which keeps sequences short enough for
  * CPU training while every digit stays its own token.
  */
+import { fileURLToPath } from 'node:url';
 import { CharTokenizer, parseConfig, type TransformerConfig } from '@softgrad/transformer';
+import type { ProblemItem } from './datasets.js';
+import { gsm8kReference } from './rewards.js';
 import { PREFILL_STOPPED, PROMPT_TEMPLATE, STOP_STRING, formatPrompt, formatSupervisedTarget } from './prompt.js';
 import { generateChoiceTask, generateTask, TASK_SPLITS } from './task.js';
 
@@ -63,4 +66,21 @@ export function builtinModelConfig(vocabSize: number): TransformerConfig {
     },
     'built-in model config',
   );
+}
+
+/** Problems of the built-in task as evaluation/training items. */
+export function builtinProblems(split: 'train' | 'test' | 'ood', count: number, seed: number): ProblemItem[] {
+  return generateTask({ seed, split, count }).map((t) => ({
+    question: t.question,
+    solution: t.answer.slice(0, t.answer.lastIndexOf('####')).trim(),
+    reference: gsm8kReference(t.answer)!,
+  }));
+}
+
+/**
+ * Where the shipped base model lives (made by `softgrad pretrain`; see its pretrain.json).
+ * Resolved from this module so it works from src/ (tests) and dist/ alike.
+ */
+export function builtinBaseModelDir(): string {
+  return fileURLToPath(new URL('../assets/builtin-base', import.meta.url));
 }

@@ -36,7 +36,7 @@ export interface WebGpuBackendSettings {
   maxDispatchesPerSubmit?: number;
   /** Bytes of freed buffers kept for reuse; beyond this, freed buffers are destroyed. Default 512 MiB. */
   poolCapacityBytes?: number;
-  /** Matmul workgroup tile. Default { wx: 8, wy: 8, bk: 32 }. */
+  /** Matmul workgroup tile. Default { wx: 16, wy: 8, bk: 32, tm: 8 }: a 64×64 tile, 16 KiB of shared memory (the WebGPU default limit), best of the configurations measured on lavapipe. */
   matmulTile?: MatmulTile;
   /** scatterAdd scans every index per output when there are at most this many indices. Default 16. */
   scatterDirectMaxIndices?: number;
@@ -150,7 +150,7 @@ export class WebGpuBackend implements Backend {
     this.queue = device.queue;
     this.maxDispatches = settings.maxDispatchesPerSubmit ?? 256;
     this.poolCapacity = settings.poolCapacityBytes ?? 512 * 2 ** 20;
-    this.tile = settings.matmulTile ?? { wx: 8, wy: 8, bk: 32 };
+    this.tile = settings.matmulTile ?? { wx: 16, wy: 8, bk: 32, tm: 8 };
     this.scatterDirectMax = settings.scatterDirectMaxIndices ?? 16;
     this.params = new Uint32Array(this.maxDispatches * PARAM_WORDS);
     this.paramBuffer = device.createBuffer({
