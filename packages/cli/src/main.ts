@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /** The `softgrad` command. */
 import { UsageError } from './args.js';
+import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { pretrainCommand } from './pretrain.js';
 import { trainCommand } from './train.js';
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<void> }> = {
+  demo: { summary: 'the whole pipeline on the built-in task, with a report (what npm start runs)', run: demoCommand },
   train: { summary: 'RL with hard, soft or fuzzy chain of thought (RLOO)', run: trainCommand },
   eval: { summary: 'evaluate in the six inference modes (pass@k, entropy, out-of-domain)', run: evalCommand },
   pretrain: { summary: 'train the built-in base model (supervised)', run: pretrainCommand },

@@ -1,5 +1,6 @@
 /** `softgrad train`: RL with hard, soft or fuzzy CoT on a model directory and a problem set. */
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
 import { DEFAULT_NOISE_SCALE, DEFAULT_TAU, EVAL_MODES, trainRl, type CotKind, type EvalModeName, type NoiseConvention } from '@softgrad/softtokens';
 import { helpText, parseFlags, type FlagSpecs } from './args.js';
@@ -57,6 +58,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const result = await trainRl({
     config: model.config, params: model.params, tokenizer: model.tokenizer, train, validation, dir,
     resume: !!f.resume,
+    modelFiles: ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'].map((n) => join(model.dir, n)).filter((p) => existsSync(p)),
     settings: {
       kind, tau: f.tau as number | undefined, noiseScale: Number(f['noise-scale']),
       noiseConvention: String(f['noise-convention']) as NoiseConvention,

@@ -6,8 +6,8 @@
  * checkpoint (same data order, same random keys, same optimiser state).
  */
 import { existsSync, appendFileSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import * as T from '@softgrad/tensor';
 import {
   loadModel, paramsFromHost, paramsToHost, readCheckpointDir, saveModel, writeCheckpointDir,
@@ -73,6 +73,8 @@ export interface RlRunOptions {
   /** Run directory: metrics.jsonl, checkpoint/, best/, run.json. */
   dir: string;
   resume?: boolean;
+  /** Files copied into every saved model directory (tokenizer.json, ...), so each is loadable on its own. */
+  modelFiles?: readonly string[];
   onStep?: (m: StepMetrics) => void;
   onValidation?: (step: number, accuracy: number) => void;
 }
@@ -126,12 +128,17 @@ function optimizerToHost(state: AdamWState<ModelParams>): Promise<[Awaited<Retur
   return Promise.all([paramsToHost(state.m), paramsToHost(state.v)]);
 }
 
-async function saveCheckpoint(dir: string, config: TransformerConfig, params: ModelParams, opt: AdamWState<ModelParams>, state: RunState): Promise<void> {
+async function saveModelWithFiles(dir: string, config: TransformerConfig, params: ModelParams, files: readonly string[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await saveModel(dir, config, params);
+  for (const f of files) await copyFile(f, join(dir, basename(f)));
+}
+
+async function saveCheckpoint(dir: string, config: TransformerConfig, params: ModelParams, opt: AdamWState<ModelParams>, state: RunState, files: readonly string[]): Promise<void> {
   const final = join(dir, 'checkpoint');
   const tmp = join(dir, `.checkpoint-${process.pid}-tmp`);
   await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await saveModel(tmp, config, params);
+  await saveModelWithFiles(tmp, config, params, files);
   const [m, v] = await optimizerToHost(opt);
   await writeCheckpointDir(join(tmp, 'adam-m'), m);
   await writeCheckpointDir(join(tmp, 'adam-v'), v);
@@ -213,7 +220,7 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
       state.bestStep = step;
       const tmp = join(dir, `.best-${process.pid}-tmp`);
       await rm(tmp, { recursive: true, force: true });
-      await saveModel(tmp, config, params);
+      await saveModelWithFiles(tmp, config, params, opts.modelFiles ?? []);
       await rm(join(dir, 'best'), { recursive: true, force: true });
       await rename(tmp, join(dir, 'best'));
     }
@@ -273,7 +280,7 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
     history.push(m);
     appendFileSync(metricsPath, `${JSON.stringify(m)}\n`);
     opts.onStep?.(m);
-    if (last || (s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0)) await saveCheckpoint(dir, config, params, opt, state);
+    if (last || (s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0)) await saveCheckpoint(dir, config, params, opt, state, opts.modelFiles ?? []);
   }
   T.treeDispose(opt);
   return { params, history, validation: state.validation, bestStep: state.bestStep, bestAccuracy: state.bestAccuracy };

@@ -1,0 +1,333 @@
+/**
+ * `softgrad demo` (what `npm start` runs): the whole pipeline of SPEC §4 on the built-in task.
+ * The shipped base model is trained with hard, soft and fuzzy RL (same budget, same seed),
+ * then the base and the three trained models are evaluated in the six inference modes and
+ * out of domain, and a report directory is written: Markdown tables laid out like the
+ * paper's Table 1, the out-of-domain table, SVG plots, and every raw result.
+ *
+ * Runs and evaluations are separate `softgrad train` / `softgrad eval` processes, so that
+ * both CPU cores work and each run's directory is exactly what those commands produce.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, createWriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
+import {
+  builtinBaseModelDir, lineChartSvg, markdownTable, toJsonl, writeFileAtomic, builtinProblems, type StepMetrics,
+} from '@softgrad/softtokens';
+import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
+import type { EvalReport } from './eval.js';
+import { formatDuration, log } from './progress.js';
+
+export const DEMO_FLAGS: FlagSpecs = {
+  out: { type: 'string', help: 'report directory', default: 'reports/demo' },
+  model: { type: 'string', help: 'base model directory', default: 'builtin' },
+  steps: { type: 'int', help: 'RL steps per training kind', default: 40, min: 1 },
+  'batch-prompts': { type: 'int', help: 'B: prompts per RL step', default: 4, min: 1 },
+  samples: { type: 'int', help: 'G: samples per prompt in training', default: 8, min: 2 },
+  lr: { type: 'number', help: 'peak learning rate', default: 3e-4, min: 0 },
+  warmup: { type: 'int', help: 'warm-up steps', default: 4, min: 0 },
+  'max-cot': { type: 'int', help: 'maximum CoT length (training and evaluation)', default: 48, min: 1 },
+  'test-count': { type: 'int', help: 'test problems evaluated', default: 40, min: 1 },
+  'ood-count': { type: 'int', help: 'out-of-domain word problems', default: 40, min: 1 },
+  'choice-count': { type: 'int', help: 'multiple-choice items', default: 60, min: 1 },
+  'val-count': { type: 'int', help: 'validation problems (checkpoint choice)', default: 20, min: 0 },
+  'eval-every': { type: 'int', help: 'validate every N RL steps', default: 10, min: 0 },
+  'eval-samples': { type: 'int', help: 'samples per problem in sampling modes (pass@k, k ≤ this)', default: 32, min: 1 },
+  seed: { type: 'int', help: 'seed of everything', default: 0, min: 0 },
+  jobs: { type: 'int', help: 'processes at once (default: number of CPUs, at most 3)', min: 1 },
+  help: { type: 'boolean', help: 'show this help' },
+};
+
+const KINDS = ['hard', 'soft', 'fuzzy'] as const;
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
+interface Job {
+  name: string;
+  args: string[];
+  logFile: string;
+  /** Progress in [0, 1]. */
+  progress: () => number;
+}
+
+function runJob(job: Job): Promise<void> {
+  return new Promise((resolveJob, reject) => {
+    const logStream = createWriteStream(job.logFile);
+    const child = spawn(process.execPath, [MAIN, ...job.args, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pipe(logStream, { end: false });
+    child.stderr.pipe(logStream, { end: false });
+    let tail = '';
+    child.stderr.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-2000)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      logStream.end();
+      if (code === 0) resolveJob();
+      else reject(new Error(`${job.name} failed (exit ${code}); last output:\n${tail.trim().split('\n').slice(-5).join('\n')}\nfull log: ${job.logFile}`));
+    });
+  });
+}
+
+async function runPool(label: string, jobs: Job[], parallel: number): Promise<void> {
+  const t0 = performance.now();
+  const tty = process.stderr.isTTY === true;
+  let lastPrint = 0;
+  const show = (final = false) => {
+    const now = performance.now();
+    if (!final && now - lastPrint < (tty ? 500 : 10_000)) return;
+    lastPrint = now;
+    const parts = jobs.map((j) => `${j.name} ${Math.round(100 * Math.min(1, j.progress()))}%`).join('  ');
+    const line = `${label}: ${parts}  ${formatDuration((now - t0) / 1000)}`;
+    process.stderr.write(tty ? `\r\x1b[K${line}${final ? '\n' : ''}` : `${line}\n`);
+  };
+  const timer = setInterval(() => show(), 500);
+  try {
+    const queue = [...jobs];
+    const workers = Array.from({ length: Math.min(parallel, jobs.length) }, async () => {
+      for (let j = queue.shift(); j; j = queue.shift()) await runJob(j);
+    });
+    await Promise.all(workers);
+  } finally {
+    clearInterval(timer);
+  }
+  show(true);
+}
+
+function countLines(path: string): number {
+  if (!existsSync(path)) return 0;
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).length;
+}
+
+export async function demoCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, DEMO_FLAGS);
+  if (f.help) {
+    console.log(helpText('demo', 'the whole pipeline on the built-in task: RL (hard/soft/fuzzy), six-mode evaluation, report', DEMO_FLAGS));
+    return;
+  }
+  const t0 = performance.now();
+  const out = resolve(String(f.out));
+  const model = String(f.model) === 'builtin' ? builtinBaseModelDir() : resolve(String(f.model));
+  if (!existsSync(join(model, 'config.json'))) throw new UsageError(`base model not found: ${model}`);
+  for (const d of ['runs', 'eval', 'logs', 'data']) mkdirSync(join(out, d), { recursive: true });
+  const seed = Number(f.seed);
+  const steps = Number(f.steps);
+  const parallel = Number(f.jobs ?? Math.min(3, Math.max(1, cpus().length)));
+  const maxCot = String(f['max-cot']);
+  log(`demo: base model ${model}; report → ${out}; ${parallel} process(es) at a time`);
+
+  // The exact problems used, for inspection.
+  writeFileAtomic(join(out, 'data', 'test.jsonl'), toJsonl(builtinProblems('test', Number(f['test-count']), seed + 1)));
+  writeFileAtomic(join(out, 'data', 'ood.jsonl'), toJsonl(builtinProblems('ood', Number(f['ood-count']), seed + 1)));
+
+  // 1. RL with each CoT kind, same budget and seed.
+  const trainJobs: Job[] = KINDS.map((kind) => {
+    const dir = join(out, 'runs', kind);
+    return {
+      name: kind,
+      logFile: join(out, 'logs', `train-${kind}.log`),
+      progress: () => countLines(join(dir, 'metrics.jsonl')) / steps,
+      args: [
+        'train', '--model', model, '--data', 'builtin:train', '--val', 'builtin:test', '--val-count', String(f['val-count']),
+        '--out', dir, '--mode', kind, '--batch-prompts', String(f['batch-prompts']), '--samples', String(f.samples),
+        '--max-cot', maxCot, '--lr', String(f.lr), '--warmup', String(f.warmup), '--steps', String(steps),
+        '--eval-every', String(f['eval-every']), '--checkpoint-every', String(f['eval-every']), '--seed', String(seed),
+        '--max-grad-norm', '1',
+      ],
+    };
+  });
+  await runPool('RL training', trainJobs, parallel);
+
+  // 2. Evaluate base and trained models (the checkpoint with the best greedy validation accuracy).
+  const models: [string, string][] = [['base', model], ...KINDS.map((k): [string, string] => {
+    const best = join(out, 'runs', k, 'best');
+    return [k, existsSync(join(best, 'config.json')) ? best : join(out, 'runs', k, 'checkpoint')];
+  })];
+  const testCount = Number(f['test-count']);
+  const evalJobs: Job[] = models.flatMap(([name, dir]) => [
+    {
+      name: `${name}`,
+      logFile: join(out, 'logs', `eval-${name}.log`),
+      progress: () => (existsSync(join(out, 'eval', name, 'results.json')) ? 1 : 0),
+      args: ['eval', '--model', dir, '--data', 'builtin:test', '--count', String(testCount), '--modes', 'all',
+        '--samples', String(f['eval-samples']), '--max-cot', maxCot, '--choices', 'builtin', '--choice-count', String(f['choice-count']),
+        '--seed', String(seed), '--out', join(out, 'eval', name)],
+    },
+    {
+      name: `${name}-ood`,
+      logFile: join(out, 'logs', `eval-${name}-ood.log`),
+      progress: () => (existsSync(join(out, 'eval', `${name}-ood`, 'results.json')) ? 1 : 0),
+      args: ['eval', '--model', dir, '--data', 'builtin:ood', '--count', String(f['ood-count']), '--modes', 'hard-greedy',
+        '--max-cot', maxCot, '--seed', String(seed), '--out', join(out, 'eval', `${name}-ood`)],
+    },
+  ]);
+  await runPool('evaluation', evalJobs, parallel);
+
+  // 3. The report.
+  const read = (name: string) => JSON.parse(readFileSync(join(out, 'eval', name, 'results.json'), 'utf8')) as EvalReport;
+  const evals = Object.fromEntries(models.map(([n]) => [n, { test: read(n), ood: read(`${n}-ood`) }]));
+  const metrics = Object.fromEntries(KINDS.map((k) => [k, readFileSync(join(out, 'runs', k, 'metrics.jsonl'), 'utf8')
+    .split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepMetrics)]));
+  const report = buildReport({ evals, metrics, flags: f, wallSeconds: (performance.now() - t0) / 1000, out });
+  writeFileAtomic(join(out, 'report.md'), report.markdown);
+  for (const [file, svg] of Object.entries(report.svgs)) writeFileAtomic(join(out, file), svg);
+  writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(report.summary, null, 1)}\n`);
+  console.log(report.markdown);
+  log(`demo: finished in ${formatDuration((performance.now() - t0) / 1000)}; report at ${join(out, 'report.md')}`);
+}
+
+type Cell = { g1: number; s1: number; s32: number };
+
+interface ReportInput {
+  evals: Record<string, { test: EvalReport; ood: EvalReport }>;
+  metrics: Record<string, StepMetrics[]>;
+  flags: Record<string, unknown>;
+  wallSeconds: number;
+  out: string;
+}
+
+const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
+
+export function buildReport(input: ReportInput): { markdown: string; svgs: Record<string, string>; summary: unknown } {
+  const names = Object.keys(input.evals);
+  const modeOf = (name: string, mode: string) => input.evals[name]!.test.modes.find((m) => m.mode === mode);
+  const cell = (name: string, kind: string): Cell => {
+    const g = modeOf(name, `${kind}-greedy`);
+    const s = modeOf(name, `${kind}-sample`);
+    return { g1: g?.passAt1 ?? NaN, s1: s?.passAt1 ?? NaN, s32: s ? s.passAtK[Math.min(31, s.passAtK.length - 1)]! : NaN };
+  };
+  const table1Rows = names.map((n) => [n === 'base' ? 'base model' : `${n}-trained`, ...KINDS.flatMap((k) => {
+    const c = cell(n, k);
+    return [pct(c.g1), pct(c.s1), pct(c.s32)];
+  })]);
+  const evalSamples = Number(input.flags['eval-samples']);
+  const sk = evalSamples >= 32 ? 'S@32' : `S@${evalSamples}`;
+  const table1 = markdownTable(
+    ['training ↓ / inference →', ...KINDS.flatMap((k) => [`${k} G@1`, `${k} S@1`, `${k} ${sk}`])],
+    table1Rows,
+  );
+  const oodRows = names.map((n) => {
+    const e = input.evals[n]!;
+    return [n === 'base' ? 'base model' : `${n}-trained`, pct(e.ood.modes[0]?.passAt1), pct(e.test.choices?.accuracy), e.test.choices ? e.test.choices.meanNll.toFixed(3) : '–'];
+  });
+  const oodTable = markdownTable(['model', 'OOD word problems G@1 % (hard)', 'multiple choice acc %', 'NLL of correct choice (nats)'], oodRows);
+  const entropyMean = (n: string, mode: string) => {
+    const m = modeOf(n, mode);
+    return m && m.entropyByPosition.length ? m.entropyByPosition.reduce((a, b) => a + b, 0) / m.entropyByPosition.length : NaN;
+  };
+  const detailRows = names.flatMap((n) => input.evals[n]!.test.modes.map((m) => [
+    n, m.mode, pct(m.passAt1), m.samples > 1 ? pct(m.passAtK[m.passAtK.length - 1]) : '–', pct(m.formatRate), m.meanCotLength.toFixed(1), pct(m.stopRate),
+    Number.isNaN(entropyMean(n, m.mode)) ? '–' : entropyMean(n, m.mode).toFixed(3),
+  ]));
+  const details = markdownTable(['model', 'mode', 'pass@1 %', `pass@${evalSamples} %`, 'boxed %', 'CoT length', 'stop string %', 'mean CoT entropy'], detailRows);
+
+  const trainRows = KINDS.map((k) => {
+    const h = input.metrics[k] ?? [];
+    const last = h.slice(-Math.max(1, Math.floor(h.length / 4)));
+    const first = h.slice(0, Math.max(1, Math.floor(h.length / 4)));
+    const avg = (xs: StepMetrics[], f: (m: StepMetrics) => number) => xs.reduce((a, m) => a + f(m), 0) / Math.max(1, xs.length);
+    const vals = h.filter((m) => m.valAccuracy !== undefined).map((m) => m.valAccuracy!);
+    return [k, String(h.length), avg(first, (m) => m.reward).toFixed(1), avg(last, (m) => m.reward).toFixed(1),
+      vals.length ? pct(Math.max(...vals)) : '–', avg(h, (m) => m.tokensPerSecond).toFixed(0), avg(h, (m) => m.seconds).toFixed(2), h[0] ? h[0].sigma.toExponential(2) : '–'];
+  });
+  const trainTable = markdownTable(['training', 'steps', 'reward (first quarter)', 'reward (last quarter)', 'best val G@1 %', 'tokens/s', 's/step', 'σ'], trainRows);
+
+  // Findings, checked on the numbers above.
+  const hardInf = (n: string) => cell(n, 'hard');
+  const findings: string[] = [];
+  const has = (n: string) => names.includes(n);
+  if (has('hard') && has('soft') && has('fuzzy')) {
+    const h = hardInf('hard'), s = hardInf('soft'), z = hardInf('fuzzy'), b = hardInf('base');
+    const near = (a: number, c: number) => Math.abs(a - c) <= 0.05;
+    findings.push(`1. pass@1, soft/fuzzy training ≈ hard training (hard inference, greedy): hard ${pct(h.g1)}, soft ${pct(s.g1)}, fuzzy ${pct(z.g1)} → ${near(s.g1, h.g1) && near(z.g1, h.g1) ? 'shown (within 5 points)' : 'not shown at this scale'}.`);
+    findings.push(`2. pass@${evalSamples}, soft/fuzzy training > hard training (hard inference): hard ${pct(h.s32)}, soft ${pct(s.s32)}, fuzzy ${pct(z.s32)} → ${s.s32 > h.s32 && z.s32 > h.s32 ? 'shown' : s.s32 > h.s32 || z.s32 > h.s32 ? 'partly shown' : 'not shown at this scale'}.`);
+    const nll = (n: string) => input.evals[n]!.test.choices?.meanNll ?? NaN;
+    findings.push(`3. Out-of-domain NLL (multiple choice): base ${nll('base').toFixed(3)}, hard ${nll('hard').toFixed(3)}, soft ${nll('soft').toFixed(3)}, fuzzy ${nll('fuzzy').toFixed(3)} → ${nll('hard') > nll('base') && nll('soft') - nll('base') < nll('hard') - nll('base') && nll('fuzzy') - nll('base') < nll('hard') - nll('base') ? 'shown (hard raises it most)' : 'not shown at this scale'}.`);
+    const ent = (n: string) => entropyMean(n, 'hard-sample');
+    findings.push(`4. Mean CoT entropy (hard sampling): base ${ent('base').toFixed(3)}, hard ${ent('hard').toFixed(3)}, soft ${ent('soft').toFixed(3)}, fuzzy ${ent('fuzzy').toFixed(3)} → ${ent('hard') < ent('soft') && ent('hard') < ent('fuzzy') && ent('hard') < ent('base') ? 'shown (hard training lowers it most)' : 'not shown at this scale'}.`);
+    let best = { v: -1, n: '', k: '' };
+    for (const n of names) for (const k of KINDS) if (cell(n, k).g1 > best.v) best = { v: cell(n, k).g1, n, k };
+    findings.push(`5. Best greedy pass@1 cell: ${best.n}-${best.n === 'base' ? 'model' : 'trained'} with ${best.k} inference (${pct(best.v)}) → ${best.n !== 'hard' && best.n !== 'base' && best.k === 'hard' ? 'shown (train soft/fuzzy, infer hard)' : 'not shown at this scale'}.`);
+    findings.push(`Base model for reference (hard inference): G@1 ${pct(b.g1)}, S@1 ${pct(b.s1)}, ${sk} ${pct(b.s32)}.`);
+  }
+
+  const svgs: Record<string, string> = {};
+  const ema = (xs: number[], a = 0.3) => {
+    let e = xs[0] ?? 0;
+    return xs.map((x) => (e = a * x + (1 - a) * e));
+  };
+  svgs['reward.svg'] = lineChartSvg({
+    title: 'RL training: mean reward per step (EMA 0.3)', xLabel: 'step', yLabel: 'mean reward',
+    series: KINDS.map((k) => ({ name: k, points: ema((input.metrics[k] ?? []).map((m) => m.reward)).map((y, i) => [i + 1, y] as [number, number]) })),
+  });
+  svgs['val-accuracy.svg'] = lineChartSvg({
+    title: 'Greedy validation accuracy during RL', xLabel: 'step', yLabel: 'accuracy %',
+    series: KINDS.map((k) => ({ name: k, points: (input.metrics[k] ?? []).filter((m) => m.valAccuracy !== undefined).map((m) => [m.step + 1, 100 * m.valAccuracy!] as [number, number]) })),
+  });
+  for (const kind of KINDS) {
+    svgs[`passk-${kind}.svg`] = lineChartSvg({
+      title: `pass@k, ${kind} sampling inference (test split)`, xLabel: 'k', yLabel: 'pass@k %',
+      series: names.map((n) => ({ name: n, points: (modeOf(n, `${kind}-sample`)?.passAtK ?? []).map((v, i) => [i + 1, 100 * v] as [number, number]) })),
+    });
+  }
+  svgs['entropy.svg'] = lineChartSvg({
+    title: 'Next-token entropy per CoT position (hard sampling inference)', xLabel: 'CoT position', yLabel: 'entropy (nats)',
+    series: names.map((n) => {
+      const m = modeOf(n, 'hard-sample');
+      // Positions reached by fewer than 10% of samples are noise.
+      const maxCount = Math.max(1, ...(m?.entropyCounts ?? [1]));
+      return { name: n, points: (m?.entropyByPosition ?? []).map((v, i) => [i + 1, v] as [number, number]).filter((_, i) => (m!.entropyCounts[i] ?? 0) >= 0.1 * maxCount) };
+    }),
+  });
+
+  const flags = Object.entries(input.flags).filter(([k, v]) => v !== undefined && k !== 'help').map(([k, v]) => `--${k} ${String(v)}`).join(' ');
+  const sampleLines = names.map((n) => {
+    const o = modeOf(n, 'hard-greedy')?.outcomes[0];
+    return o ? `- **${n}** (hard greedy) — Q: ${o.question}\n  CoT: \`${o.cotText.replace(/`/g, "'")}\` → \`${o.answerText}\` (reference ${o.reference}, reward ${o.rewards[0]})` : '';
+  }).join('\n');
+  const markdown = `# softgrad demo report
+
+Soft-token RL (RLOO) on the built-in arithmetic task: the shipped base model trained with hard, soft and fuzzy chain of thought
+(same budget and seed), then evaluated in the six inference modes of SPEC §2. Wall time ${formatDuration(input.wallSeconds)}.
+
+Settings: \`${flags}\`. Trained models are the checkpoints with the best greedy validation accuracy (hard greedy), as in the paper.
+G@1 = greedy pass@1, S@1 = sampled pass@1, ${sk} = pass@${Math.min(32, evalSamples)} from ${evalSamples} samples (unbiased estimator). All numbers are %.
+
+## Table 1 — test split (${input.evals[names[0]!]!.test.modes[0]?.problems ?? '?'} problems)
+
+${table1}
+
+## Out of domain
+
+${oodTable}
+
+## What the paper found, checked here
+
+${findings.join('\n')}
+
+These are tiny models and small samples; differences of a few points are within noise.
+
+## Training
+
+${trainTable}
+
+![reward](reward.svg) ![validation](val-accuracy.svg)
+
+## pass@k and entropy
+
+![pass@k hard](passk-hard.svg) ![pass@k soft](passk-soft.svg) ![pass@k fuzzy](passk-fuzzy.svg)
+
+![entropy](entropy.svg)
+
+## Every mode
+
+${details}
+
+## Example outputs
+
+${sampleLines}
+
+Raw results: \`eval/*/results.json\`, training logs \`runs/*/metrics.jsonl\`, problems \`data/*.jsonl\`.
+`;
+  return { markdown, svgs, summary: { table1: table1Rows, ood: oodRows, findings, wallSeconds: input.wallSeconds } };
+}
+
