@@ -21,7 +21,7 @@ import { adamwInit, adamwStep, cosineSchedule, type AdamWState } from './optim.j
 import { formatPrompt } from './prompt.js';
 import { REWARD_CORRECT, reward } from './rewards.js';
 import { rlooAdvantages, rlooLoss } from './estimator.js';
-import { rollout } from './rollout.js';
+import { rollout, type Rollout } from './rollout.js';
 
 export interface RlSettings {
   kind: CotKind;
@@ -73,6 +73,8 @@ export interface RlRunOptions {
   /** Run directory: metrics.jsonl, checkpoint/, best/, run.json. */
   dir: string;
   resume?: boolean;
+  /** Reward of one rollout (default: SPEC §1's 100 / 10 / 0 on the boxed answer). */
+  reward?: (rollout: Rollout, problem: ProblemItem) => number;
   /** Files copied into every saved model directory (tokenizer.json, ...), so each is loadable on its own. */
   modelFiles?: readonly string[];
   onStep?: (m: StepMetrics) => void;
@@ -241,7 +243,8 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
       cot, maxCot: s.maxCot, maxAnswer: s.maxAnswer, answerSample: true, answerTau: 1,
       key: T.foldIn(T.key(s.seed), step),
     });
-    const rewards = problems.map((p, b) => batch.rollouts.slice(b * s.samples, (b + 1) * s.samples).map((r) => reward(r.answerText, p.reference)));
+    const rewardOf = opts.reward ?? ((r: Rollout, p: ProblemItem) => reward(r.answerText, p.reference));
+    const rewards = problems.map((p, b) => batch.rollouts.slice(b * s.samples, (b + 1) * s.samples).map((r) => rewardOf(r, p)));
     const adv = rlooAdvantages(rewards);
     const [loss, grads] = vg(params, batch.rollouts, adv, batch.sigma);
     const lr = cosineSchedule(step, s.lr, s.warmup, s.steps);
