@@ -20,15 +20,7 @@ function meanAndStderr(rows: number[][]): { mean: number[]; se: number[] } {
 }
 
 /** A seeded JS generator, independent of the engine's RNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = T.mulberry32;
 
 describe('RLOO advantages', () => {
   it('sum to zero within every group and ignore a constant added to all rewards', () => {
@@ -64,10 +56,10 @@ describe('the RLOO estimator is unbiased', () => {
     const E = T.tensor([[1, 0, 0.5], [0, 1, -0.5], [-1, 0.5, 0], [0.2, -1, 1]], f64);
     const c = T.tensor([0.4, -0.3, 0.2], f64);
     const mu = (th: T.Tensor) => T.matmul(T.reshape(T.softmax(T.mul(th, 1 / tau)), [1, V]), E);
-    const exact = Array.from(await T.grad((th: T.Tensor) => T.mul(T.sum(T.square(T.sub(mu(th), c))), -1))(theta).data());
+    const exact = Array.from(await T.grad((th: T.Tensor) => T.mul(T.sum(T.square(T.sub(mu(th), c))), -1))(theta).data() as Float64Array);
     const gen = rng(7);
     const normal = () => Math.sqrt(-2 * Math.log(1 - gen())) * Math.cos(2 * Math.PI * gen());
-    const muH = Array.from(await mu(theta).data());
+    const muH = Array.from(await mu(theta).data() as Float64Array);
     const cH = [0.4, -0.3, 0.2];
     const rows: number[][] = [];
     for (let m = 0; m < M; m++) {
@@ -77,7 +69,7 @@ describe('the RLOO estimator is unbiased', () => {
       const x = T.tensor(samples, f64);
       const g = T.grad((th: T.Tensor) => rlooSurrogate(gaussianLogDensity(x, mu(th), sigma), adv))(theta);
       // The surrogate is a loss: its gradient estimates −∇E[R].
-      rows.push(Array.from(await g.data()).map((v) => -v));
+      rows.push(Array.from(await g.data() as Float64Array, (v) => -v));
       g.dispose();
       x.dispose();
     }

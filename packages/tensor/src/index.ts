@@ -25,4 +25,4 @@ export { scope } from './scope.js';
 export { treeLeaves, treeMap, treeZipMap, treeDispose, type Pytree } from './pytree.js';
 export { PRNGKey, key, split, foldIn, uniform, normal, gumbel, categorical, type RandomOptions } from './random.js';
 export { createCpuBackend, CpuBackend } from './cpu/index.js';
-export { checkGrads, type CheckGradsOptions } from './testing.js';
+export { checkGrads, mulberry32, type CheckGradsOptions } from './testing.js';

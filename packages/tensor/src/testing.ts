@@ -42,8 +42,11 @@ export interface CheckGradsOptions {
 
 type Fn = (...args: any[]) => unknown;
 
-/** mulberry32: a small, fast, seedable 32-bit PRNG (uniform in [0, 1)). */
-function mulberry32(seed: number): () => number {
+/**
+ * mulberry32: a small, fast, seedable 32-bit PRNG (uniform in [0, 1)), for test data and
+ * directions that must not depend on the engine's own RNG.
+ */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -57,17 +57,8 @@ function bcastAt(x: ArrayLike<number>, xs: Shape, idx: readonly number[]): numbe
   return x[flat(xs.map((d, k) => (d === 1 ? 0 : idx[off + k]!)), xs)]!;
 }
 
-/** Seeded uniform [0,1) for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0,1) test data, independent of the engine's RNG. */
+const rng = T.mulberry32;
 /** Values on a coarse grid so that ties and exact comparisons occur. */
 const gridVals = (r: () => number, n: number): Float64Array => Float64Array.from({ length: n }, () => (Math.floor(r() * 9) - 4) * 0.5);
 

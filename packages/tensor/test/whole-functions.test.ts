@@ -15,16 +15,8 @@ afterEach(() => {
   expect(be.stats().liveBuffers).toBe(live0);
 });
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0,1) test data, independent of the engine's RNG. */
+const rng = T.mulberry32;
 
 function randn(r: () => number, shape: number[], scale = 1): T.Tensor {
   const n = shape.reduce((a, d) => a * d, 1);
