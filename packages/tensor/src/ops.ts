@@ -548,7 +548,9 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
   if (p.length !== x.rank || new Set(p).size !== p.length) {
     throw new Error(`transpose: [${(perm ?? []).join(',')}] is not a permutation of the ${x.rank} axes of ${fmtShape(x.shape)}`);
   }
-  if (p.every((a, i) => a === i)) return reshape(x, x.shape);
+  // A permutation that only moves size-1 axes keeps the element order: a free reshape.
+  const moved = p.filter((a) => x.shape[a] !== 1);
+  if (moved.every((a, i) => i === 0 || a > moved[i - 1]!)) return reshape(x, p.map((a) => x.shape[a]!));
   return bind(transposePrim, [x], { perm: p });
 }
 

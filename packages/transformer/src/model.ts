@@ -239,14 +239,13 @@ export function forward(config: TransformerConfig, params: ModelParams, input: F
         newKeys.push(kr);
         newValues.push(vv);
       }
-      // Grouped-query attention without repeating K/V: query heads are grouped per KV head
-      // and the KV tensors broadcast over the group axis in the batched matmul.
-      const qg = reshape(qr, [B, KV, G, S, hd]);
-      const kg = reshape(kr, [B, KV, 1, T, hd]);
-      const vg = reshape(vv, [B, KV, 1, T, hd]);
-      const scores = add(mul(matmul(qg, kg, { transposeB: true }), scale), bias);
-      const probs = softmax(scores, -1);
-      const ctx = reshape(matmul(probs, vg), [B, H, S, hd]);
+      // Grouped-query attention without repeating K/V: the G query heads that share a KV
+      // head are stacked along the rows of one matmul per (batch, KV head).
+      const qg = reshape(qr, [B, KV, G * S, hd]);
+      const raw = reshape(matmul(qg, kr, { transposeB: true }), [B, KV, G, S, T]);
+      const scores = add(mul(raw, scale), bias);
+      const probs = reshape(softmax(scores, -1), [B, KV, G * S, T]);
+      const ctx = reshape(matmul(probs, vv), [B, H, S, hd]);
       const merged = reshape(transpose(ctx, [0, 2, 1, 3]), [B, S, H * hd]);
       h = add(h, linear(merged, L.o));
       const y = rmsNorm(h, L.postNorm, config.rms_norm_eps);

@@ -72,7 +72,9 @@ export function copyStrided(
   let dout = dOff;
   for (let k = 0; k < outer; k++) {
     if (si === 1 && di === 1) {
-      for (let j = 0; j < n; j++) dst[dout + j] = src[so + j]!;
+      // Contiguous runs: a native block copy beats the element loop past a few elements.
+      if (n >= 32) dst.set(src.subarray(so, so + n), dout);
+      else for (let j = 0; j < n; j++) dst[dout + j] = src[so + j]!;
     } else {
       let ps = so;
       let pd = dout;
