@@ -238,7 +238,8 @@ export function buildReport(input: ReportInput): { markdown: string; svgs: Recor
   if (has('hard') && has('soft') && has('fuzzy')) {
     const h = hardInf('hard'), s = hardInf('soft'), z = hardInf('fuzzy'), b = hardInf('base');
     const near = (a: number, c: number) => Math.abs(a - c) <= 0.05;
-    findings.push(`1. pass@1, soft/fuzzy training ≈ hard training (hard inference, greedy): hard ${pct(h.g1)}, soft ${pct(s.g1)}, fuzzy ${pct(z.g1)} → ${near(s.g1, h.g1) && near(z.g1, h.g1) ? 'shown (within 5 points)' : 'not shown at this scale'}.`);
+    const signal = Math.max(h.g1, s.g1, z.g1) > 0;
+    findings.push(`1. pass@1, soft/fuzzy training ≈ hard training (hard inference, greedy): hard ${pct(h.g1)}, soft ${pct(s.g1)}, fuzzy ${pct(z.g1)} → ${!signal ? 'no signal (all zero)' : near(s.g1, h.g1) && near(z.g1, h.g1) ? 'shown (within 5 points)' : 'not shown at this scale'}.`);
     findings.push(`2. pass@${evalSamples}, soft/fuzzy training > hard training (hard inference): hard ${pct(h.s32)}, soft ${pct(s.s32)}, fuzzy ${pct(z.s32)} → ${s.s32 > h.s32 && z.s32 > h.s32 ? 'shown' : s.s32 > h.s32 || z.s32 > h.s32 ? 'partly shown' : 'not shown at this scale'}.`);
     const nll = (n: string) => input.evals[n]!.test.choices?.meanNll ?? NaN;
     findings.push(`3. Out-of-domain NLL (multiple choice): base ${nll('base').toFixed(3)}, hard ${nll('hard').toFixed(3)}, soft ${nll('soft').toFixed(3)}, fuzzy ${nll('fuzzy').toFixed(3)} → ${nll('hard') > nll('base') && nll('soft') - nll('base') < nll('hard') - nll('base') && nll('fuzzy') - nll('base') < nll('hard') - nll('base') ? 'shown (hard raises it most)' : 'not shown at this scale'}.`);
