@@ -3,15 +3,16 @@ import { fileURLToPath } from 'node:url';
 
 const pkg = (name: string) => fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
 
+/** @softgrad/* resolved to their TypeScript sources; benchmarks/vitest.config.ts uses it too. */
+export const softgradAliases: Record<string, string> = {
+  '@softgrad/tensor': pkg('tensor'),
+  '@softgrad/webgpu': pkg('webgpu'),
+  '@softgrad/transformer': pkg('transformer'),
+  '@softgrad/softtokens': pkg('softtokens'),
+};
+
 export default defineConfig({
-  resolve: {
-    alias: {
-      '@softgrad/tensor': pkg('tensor'),
-      '@softgrad/webgpu': pkg('webgpu'),
-      '@softgrad/transformer': pkg('transformer'),
-      '@softgrad/softtokens': pkg('softtokens'),
-    },
-  },
+  resolve: { alias: softgradAliases },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 120_000,

@@ -6,7 +6,7 @@
 import { expect, it } from 'vitest';
 import { create, globals } from 'webgpu';
 import * as tf from '@tensorflow/tfjs-core';
-import { createWebGpuBackend, type MatmulTile } from '@softgrad/webgpu';
+import { createWebGpuBackend, type MatmulTile, type MatmulVariant } from '@softgrad/webgpu';
 
 // Dawn's instance must stay referenced for the whole run (see shared/WEBGPU-NOTES.md).
 Object.assign(globalThis, globals);
@@ -18,6 +18,10 @@ await import('@tensorflow/tfjs-backend-webgpu');
 const SIZES = (process.env['BENCH_SIZES'] ?? '256,512,1024').split(',').map(Number);
 const tileEnv = process.env['SOFTGRAD_TILE']?.split(',').map(Number);
 const tile: MatmulTile | undefined = tileEnv ? { wx: tileEnv[0]!, wy: tileEnv[1]!, bk: tileEnv[2]!, tm: tileEnv[3] ?? 4 } : undefined;
+// SOFTGRAD_MATMUL=tiled|direct forces a matmul variant (default: chosen from the adapter).
+const variantEnv = process.env['SOFTGRAD_MATMUL'];
+if (variantEnv !== undefined && variantEnv !== 'tiled' && variantEnv !== 'direct') throw new Error(`SOFTGRAD_MATMUL must be tiled or direct, got ${variantEnv}`);
+const variant = variantEnv as MatmulVariant | undefined;
 
 /**
  * Medians of alternating samples of `a` and `b`: alternating keeps a load change on a shared
@@ -52,7 +56,7 @@ function randomData(n: number, seed: number): Float32Array {
 }
 
 it('float32 matmul: softgrad WebGPU vs tfjs-backend-webgpu (same adapter)', async () => {
-  const ours = await createWebGpuBackend(tile ? { matmulTile: tile } : {});
+  const ours = await createWebGpuBackend({ ...(tile ? { matmulTile: tile } : {}), ...(variant ? { matmulVariant: variant } : {}) });
   const info = ours.adapterInfo;
   const adapter = `${info.vendor}/${info.architecture} (${info.description})`;
   await tf.setBackend('webgpu');
@@ -107,6 +111,6 @@ it('float32 matmul: softgrad WebGPU vs tfjs-backend-webgpu (same adapter)', asyn
   ours.free(x.buf);
   tx.dispose();
   lines.push(`one-dispatch round trip [${adapter}]: softgrad ${(tRound * 1000).toFixed(0)} µs, tfjs-webgpu ${(tRoundTf * 1000).toFixed(0)} µs (tfjs runs tensors this small on the CPU)`);
-  console.log(`\n${lines.join('\n')}${tile ? `\n(tile ${JSON.stringify(tile)})` : ''}\n`);
+  console.log(`\n${lines.join('\n')}\n(matmul variant ${ours.matmulVariant}${tile ? `, tile ${JSON.stringify(tile)}` : ''})\n`);
   ours.destroy();
 }, 600_000);

@@ -225,3 +225,97 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
   }
 }
+
+//! kernel direct4
+// The vec4 kernel without workgroup memory, for software adapters: on llvmpipe shared-memory
+// reads cost about as much as storage reads, and the staging plus barriers of tiled4 cost
+// more than they save. Each thread computes a TM×4 block of outputs reading A and B straight
+// from storage as vec4s, four K steps at a time. Same preconditions as tiled4. Indices are
+// clamped so every load is in bounds; outputs outside [M, N] are never stored.
+@group(0) @binding(2) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> B4: array<vec4<f32>>;
+const WX = {{WX}}u;
+const WY = {{WY}}u;
+// Rows per thread: 4 or 8.
+const TM = {{TM}}u;
+const TM4 = TM / 4u;
+
+@compute @workgroup_size(WX, WY)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let M = P(0u); let N = P(1u); let K = P(2u);
+  let row0 = gid.y * TM;
+  let col0 = gid.x * 4u;
+  if (row0 >= M || col0 >= N) { return; } // no barriers here, so threads may leave early
+  let z = wid.z + P(4u);
+  let offs = batchOffsets(z);
+  let oA = offs.x / 4u; let oB = offs.y / 4u;
+  let K4 = K / 4u; let M4 = M / 4u; let N4 = N / 4u;
+  // A's vec4 index for row i at k = 0 (TRANS_A: for rows 4r..4r+3, in units of M4 per k).
+  var aIdx: array<u32, TM>;
+  for (var i = 0u; i < TM; i = i + 1u) {
+    if (TRANS_A) { aIdx[i] = oA + min(row0 + 4u * i, M - 4u) / 4u; } // M % 4 == 0 here
+    else { aIdx[i] = oA + min(row0 + i, M - 1u) * K4; }
+  }
+  // B's vec4 index for column c at k = 0 (TRANS_B), or of the 4 columns (otherwise).
+  var bIdx: array<u32, 4>;
+  for (var c = 0u; c < 4u; c = c + 1u) {
+    if (TRANS_B) { bIdx[c] = oB + min(col0 + c, N - 1u) * K4; } else { bIdx[c] = oB + col0 / 4u; }
+  }
+  var acc: array<vec4<f32>, TM>;
+  for (var i = 0u; i < TM; i = i + 1u) { acc[i] = vec4<f32>(0.0); }
+  for (var kb = 0u; kb < K4; kb = kb + 1u) {
+    let k = 4u * kb;
+    // b[j] = B[k + j, col0 .. col0 + 3]
+    var b: array<vec4<f32>, 4>;
+    if (TRANS_B) {
+      let c0 = B4[bIdx[0] + kb]; let c1 = B4[bIdx[1] + kb];
+      let c2 = B4[bIdx[2] + kb]; let c3 = B4[bIdx[3] + kb];
+      b[0] = vec4<f32>(c0.x, c1.x, c2.x, c3.x);
+      b[1] = vec4<f32>(c0.y, c1.y, c2.y, c3.y);
+      b[2] = vec4<f32>(c0.z, c1.z, c2.z, c3.z);
+      b[3] = vec4<f32>(c0.w, c1.w, c2.w, c3.w);
+    } else {
+      for (var j = 0u; j < 4u; j = j + 1u) { b[j] = B4[bIdx[0] + (k + j) * N4]; }
+    }
+    if (TRANS_A) {
+      for (var j = 0u; j < 4u; j = j + 1u) {
+        for (var r = 0u; r < TM4; r = r + 1u) {
+          let a = A4[aIdx[r] + (k + j) * M4]; // A[k + j, rows 4r .. 4r + 3]
+          acc[4u * r] = fma(vec4<f32>(a.x), b[j], acc[4u * r]);
+          acc[4u * r + 1u] = fma(vec4<f32>(a.y), b[j], acc[4u * r + 1u]);
+          acc[4u * r + 2u] = fma(vec4<f32>(a.z), b[j], acc[4u * r + 2u]);
+          acc[4u * r + 3u] = fma(vec4<f32>(a.w), b[j], acc[4u * r + 3u]);
+        }
+      }
+    } else {
+      for (var i = 0u; i < TM; i = i + 1u) {
+        let a = A4[aIdx[i] + kb]; // A[row i, k .. k + 3]
+        var s = fma(vec4<f32>(a.x), b[0], acc[i]);
+        s = fma(vec4<f32>(a.y), b[1], s);
+        s = fma(vec4<f32>(a.z), b[2], s);
+        acc[i] = fma(vec4<f32>(a.w), b[3], s);
+      }
+    }
+  }
+  // K % 4 ≠ 0 only when neither operand is contiguous along K (TRANS_A and not TRANS_B).
+  if (TRANS_A && !TRANS_B) {
+    for (var k = 4u * K4; k < K; k = k + 1u) {
+      let b = B4[bIdx[0] + k * N4];
+      for (var r = 0u; r < TM4; r = r + 1u) {
+        let a = A4[aIdx[r] + k * M4];
+        acc[4u * r] = fma(vec4<f32>(a.x), b, acc[4u * r]);
+        acc[4u * r + 1u] = fma(vec4<f32>(a.y), b, acc[4u * r + 1u]);
+        acc[4u * r + 2u] = fma(vec4<f32>(a.z), b, acc[4u * r + 2u]);
+        acc[4u * r + 3u] = fma(vec4<f32>(a.w), b, acc[4u * r + 3u]);
+      }
+    }
+  }
+  let outBase = z * M * N;
+  for (var i = 0u; i < TM; i = i + 1u) {
+    let row = row0 + i;
+    if (row >= M) { break; }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      if (col0 + j < N) { out[outBase + row * N + col0 + j] = acc[i][j]; }
+    }
+  }
+}

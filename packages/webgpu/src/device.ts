@@ -7,6 +7,8 @@ export interface AdapterInfo {
   vendor: string;
   architecture: string;
   description: string;
+  /** The adapter says it is a fallback (software) one; false when the host does not tell. */
+  isFallbackAdapter: boolean;
 }
 
 export interface AcquireOptions {
@@ -67,11 +69,15 @@ export interface Acquired {
   owned: boolean;
 }
 
-function infoOf(info: GPUAdapterInfo | undefined): AdapterInfo {
+function infoOf(info: GPUAdapterInfo | undefined, adapter?: GPUAdapter): AdapterInfo {
+  // Newer hosts report isFallbackAdapter on the info, older ones on the adapter.
+  const fallback = (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ??
+    (adapter as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter;
   return {
     vendor: info?.vendor ?? '',
     architecture: info?.architecture ?? '',
     description: info?.description ?? '',
+    isFallbackAdapter: fallback === true,
   };
 }
 
@@ -103,5 +109,5 @@ export async function acquireDevice(options: AcquireOptions = {}): Promise<Acqui
       maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
     },
   });
-  return { device, adapterInfo: infoOf(adapter.info), owned: true };
+  return { device, adapterInfo: infoOf(adapter.info, adapter), owned: true };
 }

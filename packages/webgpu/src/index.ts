@@ -5,7 +5,10 @@
 import { acquireDevice, type AcquireOptions } from './device.js';
 import { WebGpuBackend, type WebGpuBackendSettings } from './webgpu-backend.js';
 
-export { WebGpuBackend, WebGpuBuffer, sizeClass, instantiate, type MatmulTile, type WebGpuBackendSettings } from './webgpu-backend.js';
+export {
+  WebGpuBackend, WebGpuBuffer, sizeClass, instantiate, defaultMatmulVariant, DEFAULT_MATMUL_TILES,
+  type MatmulTile, type MatmulVariant, type WebGpuBackendSettings,
+} from './webgpu-backend.js';
 export { WebGpuUnavailableError, acquireDevice, type AdapterInfo, type AcquireOptions } from './device.js';
 export { WGSL } from './shaders.generated.js';
 

@@ -1,29 +1,7 @@
-/** Shape and stride arithmetic for kernel launches (kept local so the package has no runtime deps). */
-
-export function sizeOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-export function stridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
-}
-
-/** Strides reading `shape` as if broadcast (numpy rules) to `outShape`: 0 on broadcast dims. */
-export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
-  const strides = stridesOf(shape);
-  const out = new Array<number>(outShape.length).fill(0);
-  const off = outShape.length - shape.length;
-  for (let i = 0; i < shape.length; i++) out[off + i] = shape[i] === 1 ? 0 : strides[i]!;
-  return out;
-}
+/**
+ * Dim collapsing for kernel launches. The plain shape helpers (sizeOf, stridesOf,
+ * broadcastStrides, fmtShape) come from @softgrad/tensor.
+ */
 
 export interface Collapsed {
   shape: number[];
@@ -59,8 +37,4 @@ export function collapseDims(shape: readonly number[], strides: readonly (readon
     for (const st of outStrides) st.push(0);
   }
   return { shape: outShape, strides: outStrides };
-}
-
-export function fmtShape(shape: readonly number[]): string {
-  return `[${shape.join(',')}]`;
 }

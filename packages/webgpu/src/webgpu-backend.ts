@@ -7,8 +7,9 @@ import type {
   Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, LogicalOp, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
+import { broadcastStrides, fmtShape, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
-import { broadcastStrides, collapseDims, fmtShape, sizeOf, stridesOf } from './layout.js';
+import { collapseDims } from './layout.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals
@@ -25,10 +26,31 @@ export interface MatmulTile {
   /** Threads along N and M; each thread computes tm×4 outputs (tm = 4 unless set). */
   wx: number;
   wy: number;
-  /** Rows per thread in the vec4 kernel: 4 or 8. */
+  /** Rows per thread in the vec4 kernels: 4 or 8. */
   tm?: number;
-  /** Depth of the K slice staged in shared memory per step. */
+  /** Depth of the K slice staged in shared memory per step (unused by the 'direct' kernel). */
   bk: number;
+}
+
+/**
+ * How float32 matmuls with vec4-friendly shapes run: 'tiled' stages tiles of A and B in
+ * workgroup memory (right for GPUs); 'direct' has each thread read its operands straight from
+ * storage (faster on software adapters such as llvmpipe, where workgroup memory buys nothing).
+ * Other shapes always use the scalar tiled kernel.
+ */
+export type MatmulVariant = 'tiled' | 'direct';
+
+/** Default tiles: 128×64 outputs per workgroup for 'tiled' (best measured on an H200), 64×32 for 'direct' (best measured on lavapipe). */
+export const DEFAULT_MATMUL_TILES: Readonly<Record<MatmulVariant, Readonly<MatmulTile>>> = {
+  tiled: { wx: 16, wy: 16, bk: 16, tm: 8 },
+  direct: { wx: 8, wy: 8, bk: 16, tm: 8 },
+};
+
+/** 'direct' on CPU/software adapters (a fallback adapter, or Mesa's llvmpipe), 'tiled' everywhere else. */
+export function defaultMatmulVariant(info: AdapterInfo): MatmulVariant {
+  const software = info.isFallbackAdapter ||
+    /llvmpipe|lavapipe/i.test(`${info.vendor} ${info.architecture} ${info.description}`);
+  return software ? 'direct' : 'tiled';
 }
 
 export interface WebGpuBackendSettings {
@@ -36,7 +58,9 @@ export interface WebGpuBackendSettings {
   maxDispatchesPerSubmit?: number;
   /** Bytes of freed buffers kept for reuse; beyond this, freed buffers are destroyed. Default 512 MiB. */
   poolCapacityBytes?: number;
-  /** Matmul workgroup tile. Default { wx: 16, wy: 8, bk: 32, tm: 8 }: a 64×64 tile, 16 KiB of shared memory (the WebGPU default limit), best of the configurations measured on lavapipe. */
+  /** Matmul kernel for vec4-friendly shapes. Default: defaultMatmulVariant(adapter info). */
+  matmulVariant?: MatmulVariant;
+  /** Matmul workgroup tile. Default DEFAULT_MATMUL_TILES[variant]. */
   matmulTile?: MatmulTile;
   /** scatterAdd scans every index per output when there are at most this many indices. Default 16. */
   scatterDirectMaxIndices?: number;
@@ -117,6 +141,8 @@ export class WebGpuBackend implements Backend {
   private readonly maxDispatches: number;
   private readonly poolCapacity: number;
   private readonly tile: MatmulTile;
+  /** The matmul kernel in use for vec4-friendly shapes (see MatmulVariant). */
+  readonly matmulVariant: MatmulVariant;
   private readonly scatterDirectMax: number;
 
   private readonly pipelines = new Map<string, Kernel>();
@@ -150,7 +176,8 @@ export class WebGpuBackend implements Backend {
     this.queue = device.queue;
     this.maxDispatches = settings.maxDispatchesPerSubmit ?? 256;
     this.poolCapacity = settings.poolCapacityBytes ?? 512 * 2 ** 20;
-    this.tile = settings.matmulTile ?? { wx: 16, wy: 8, bk: 32, tm: 8 };
+    this.matmulVariant = settings.matmulVariant ?? defaultMatmulVariant(adapterInfo);
+    this.tile = settings.matmulTile ?? DEFAULT_MATMUL_TILES[this.matmulVariant];
     this.scatterDirectMax = settings.scatterDirectMaxIndices ?? 16;
     this.params = new Uint32Array(this.maxDispatches * PARAM_WORDS);
     this.paramBuffer = device.createBuffer({
@@ -353,7 +380,10 @@ export class WebGpuBackend implements Backend {
     for (const ta of [false, true]) {
       for (const tb of [false, true]) {
         const base = { TRANS_A: ta, TRANS_B: tb, WX: this.tile.wx, WY: this.tile.wy, BK: this.tile.bk };
-        out.push(['matmul/tiled', base], ['matmul/tiled4', { ...base, TM: this.tile.tm ?? 4 }]);
+        const vec4 = this.matmulVariant === 'direct'
+          ? { TRANS_A: ta, TRANS_B: tb, WX: this.tile.wx, WY: this.tile.wy, TM: this.tile.tm ?? 4 }
+          : { ...base, TM: this.tile.tm ?? 4 };
+        out.push(['matmul/tiled', base], [`matmul/${this.matmulVariant === 'direct' ? 'direct4' : 'tiled4'}`, vec4]);
       }
       out.push(['matmul/gemv', { TRANS_A: false, TRANS_B: ta }]);
     }
@@ -673,7 +703,9 @@ export class WebGpuBackend implements Backend {
     const k = gemv
       ? this.kernel('matmul/gemv', { TRANS_A: false, TRANS_B: transB })
       : vec4
-        ? this.kernel('matmul/tiled4', { TRANS_A: transA, TRANS_B: transB, WX: t.wx, WY: t.wy, BK: t.bk, TM: tm })
+        ? this.matmulVariant === 'direct'
+          ? this.kernel('matmul/direct4', { TRANS_A: transA, TRANS_B: transB, WX: t.wx, WY: t.wy, TM: tm })
+          : this.kernel('matmul/tiled4', { TRANS_A: transA, TRANS_B: transB, WX: t.wx, WY: t.wy, BK: t.bk, TM: tm })
         : this.kernel('matmul/tiled', { TRANS_A: transA, TRANS_B: transB, WX: t.wx, WY: t.wy, BK: t.bk });
     const gx = gemv ? Math.ceil(N / 256) : Math.ceil(N / (4 * t.wx));
     const gy = gemv ? 1 : Math.ceil(M / ((vec4 ? tm : 4) * t.wy));

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createWebGpuBackend, instantiate, sizeClass, WGSL } from '@softgrad/webgpu';
+import { createWebGpuBackend, defaultMatmulVariant, instantiate, sizeClass, WGSL } from '@softgrad/webgpu';
 import { acquireTestBackend } from './gpu-setup.js';
 
 const gpu = await acquireTestBackend();
@@ -22,6 +22,16 @@ describe('WebGPU backend (no device needed)', () => {
     expect(Object.keys(WGSL)).toContain('matmul/tiled4');
     expect(() => instantiate('elementwise/unary', {})).toThrow(/needs a value for \{\{O\}\}/);
     expect(instantiate('elementwise/fill', {})).not.toMatch(/\{\{/);
+  });
+
+  it('matmul variant: direct on software adapters, tiled on GPUs', () => {
+    const info = (vendor: string, architecture: string, description: string, isFallbackAdapter = false) =>
+      ({ vendor, architecture, description, isFallbackAdapter });
+    expect(defaultMatmulVariant(info('mesa', 'software', 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)'))).toBe('direct');
+    expect(defaultMatmulVariant(info('google', 'swiftshader', '', true))).toBe('direct');
+    expect(defaultMatmulVariant(info('nvidia', '', 'NVIDIA: 580.159.04'))).toBe('tiled');
+    expect(defaultMatmulVariant(info('', '', ''))).toBe('tiled');
+    if (gpu) expect(gpu.matmulVariant).toBe(defaultMatmulVariant(gpu.adapterInfo));
   });
 
   it('size classes waste at most a quarter and are monotone', () => {

@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createCpuBackend, type Backend, type BackendBuffer, type BufferView, type DType, type TypedArray } from '@softgrad/tensor';
+import { WebGpuBackend, type MatmulTile, type MatmulVariant } from '@softgrad/webgpu';
 import { acquireTestBackend, expectClose, expectEqual, seededInts, seededValues } from './gpu-setup.js';
 
 const gpu = await acquireTestBackend();
@@ -158,6 +159,37 @@ describe.skipIf(!gpu)('WebGPU kernels match the CPU backend', () => {
       }
     }
   });
+
+  // Each matmul variant, forced on this adapter (whichever the adapter would pick), on shapes
+  // that cross its tile edges, every transpose combination, a K that is no multiple of 4 (the
+  // direct kernel's K tail: transposed A, plain B) and broadcast batches.
+  const variants: [MatmulVariant, MatmulTile | undefined][] = [
+    ['tiled', undefined], ['direct', undefined], ['tiled', { wx: 16, wy: 8, bk: 32, tm: 8 }], ['direct', { wx: 4, wy: 4, bk: 16, tm: 4 }],
+  ];
+  for (const [variant, tile] of variants) {
+    it(`matmul variant ${variant}${tile ? ` tile ${JSON.stringify(tile)}` : ' (default tile)'}`, async () => {
+      const be = new WebGpuBackend(gpu!.device, gpu!.adapterInfo, false, { matmulVariant: variant, ...(tile ? { matmulTile: tile } : {}) });
+      try {
+        expect(be.matmulVariant).toBe(variant);
+        for (const [m, n, k] of [[132, 68, 20], [36, 136, 24], [8, 12, 21], [68, 72, 13], [5, 44, 12]]) {
+          for (const ta of [false, true]) {
+            for (const tb of [false, true]) {
+              const bs = [2, 1];
+              const sa = [2, 1, ...(ta ? [k!, m!] : [m!, k!])];
+              const sb = [1, ...(tb ? [n!, k!] : [k!, n!])];
+              const inputs = [f32(sa, m! + n!), f32(sb, k!)];
+              const k4: Kernel = (b, [x, y]) => b.matmul(x!, y!, ta, tb, bs);
+              const g = await run(be, inputs, k4, 'float32', 2 * m! * n!);
+              const c = await run(cpu, inputs, k4, 'float32', 2 * m! * n!);
+              expectClose(g, c, 1e-5, 2e-6 * k!, `${variant} matmul ${m}×${k}·${k}×${n} ta=${ta} tb=${tb}`);
+            }
+          }
+        }
+      } finally {
+        be.destroy();
+      }
+    });
+  }
 
   it('transpose, broadcastTo, slice and pad', async () => {
     const arb = shapeArb(5).chain((shape) => fc.tuple(
