@@ -2,10 +2,11 @@
  * `softgrad pretrain`: the script that makes the built-in base model — supervised training
  * of a tiny Llama on worked solutions of the built-in task's train split.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, rm, rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
-import { initParams, parameterCount, saveModel } from '@softgrad/transformer';
+import { initParams, loadModel, parameterCount, saveModel } from '@softgrad/transformer';
 import {
   builtinModelConfig, builtinTokenizer, formatPrompt, formatSupervisedTarget, generateTask, trainSupervised, writeFileAtomic,
 } from '@softgrad/softtokens';
@@ -20,6 +21,7 @@ export const PRETRAIN_FLAGS: FlagSpecs = {
   warmup: { type: 'int', help: 'warm-up steps', default: 40, min: 0 },
   examples: { type: 'int', help: 'training problems generated from the seed', default: 4000, min: 1 },
   seed: { type: 'int', help: 'seed for data, initialisation and order', default: 1, min: 0 },
+  init: { type: 'string', help: 'continue from this model directory instead of a random initialisation' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -35,7 +37,8 @@ export async function pretrainCommand(argv: string[]): Promise<void> {
   const seed = Number(f.seed);
   const problems = generateTask({ seed, split: 'train', count: Number(f.examples) });
   const examples = problems.map((p) => ({ prompt: formatPrompt(p.question), completion: formatSupervisedTarget(p.answer) }));
-  const init = initParams(config, seed);
+  const init = f.init ? (await loadModel(resolve(String(f.init)))).params : initParams(config, seed);
+  const previous = f.init ? JSON.parse(readFileSync(join(resolve(String(f.init)), 'pretrain.json'), 'utf8')) : null;
   log(`pretrain: ${parameterCount(init)} parameters, vocab ${tokenizer.vocabSize}, ${examples.length} examples`);
   const steps = Number(f.steps);
   const bar = new Progress('pretrain', steps);
@@ -56,7 +59,7 @@ export async function pretrainCommand(argv: string[]): Promise<void> {
   try {
     await saveModel(tmp, config, params);
     await tokenizer.save(tmp);
-    writeFileAtomic(join(tmp, 'pretrain.json'), `${JSON.stringify({ flags: f, finalLoss: ema, history }, null, 1)}\n`);
+    writeFileAtomic(join(tmp, 'pretrain.json'), `${JSON.stringify({ flags: f, finalLoss: ema, history, previous }, null, 1)}\n`);
     await rm(out, { recursive: true, force: true });
     await rename(tmp, out);
   } catch (e) {

@@ -69,7 +69,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
     onStep: (m) => bar.update(m.step + 1, `reward ${m.reward.toFixed(1)} acc ${(100 * m.accuracy).toFixed(0)}% cot ${m.cotLength.toFixed(0)} ${m.tokensPerSecond.toFixed(0)} tok/s${m.valAccuracy !== undefined ? ` val ${(100 * m.valAccuracy).toFixed(1)}%` : ''}`),
   });
-  log(`train: done; best validation accuracy ${(100 * result.bestAccuracy).toFixed(1)}% at step ${result.bestStep} (${dir}/best)`);
+  log(result.bestStep >= 0
+    ? `train: done; best validation accuracy ${(100 * result.bestAccuracy).toFixed(1)}% at step ${result.bestStep} (${dir}/best)`
+    : `train: done (no validation set); final model in ${dir}/checkpoint`);
   T.treeDispose(result.params);
   T.treeDispose(model.params);
 }
