@@ -9,6 +9,8 @@ import {
 import { UsageError, type FlagSpecs } from './args.js';
 import { log } from './progress.js';
 
+const VALIDATION_SEED_OFFSET = 7919;
+
 export const BACKEND_FLAG: FlagSpecs = {
   backend: { type: 'string', help: 'compute backend (webgpu: Dawn in Node, float32 only)', default: 'cpu', choices: ['cpu', 'webgpu'] },
 };
@@ -41,8 +43,14 @@ export async function loadModelDir(spec: string, backend: T.Backend): Promise<Mo
   return { ...model, tokenizer, dir };
 }
 
-/** `builtin:train|test|ood` (generated from the seed) or a GSM8K/MATH JSONL path. */
+/**
+ * `builtin:train|test|ood|val` (generated from the seed) or a GSM8K/MATH JSONL path.
+ * `builtin:val` is a validation set drawn like the training problems but from another seed;
+ * the train command removes any question it shares with the training set, so checkpoint
+ * choice never looks at the test split.
+ */
 export function loadProblemSpec(spec: string, count: number | undefined, seed: number): ProblemItem[] {
+  if (spec === 'builtin:val') return builtinProblems('train', count ?? 100, seed + VALIDATION_SEED_OFFSET);
   const m = /^builtin(?::(train|test|ood))?$/.exec(spec);
   if (m) return builtinProblems((m[1] as 'train' | 'test' | 'ood' | undefined) ?? 'train', count ?? 1000, seed);
   if (!existsSync(spec)) throw new UsageError(`data file not found: ${spec}`);

@@ -127,7 +127,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       logFile: join(out, 'logs', `train-${kind}.log`),
       progress: () => countLines(join(dir, 'metrics.jsonl')) / steps,
       args: [
-        'train', '--model', model, '--data', 'builtin:train', '--val', 'builtin:test', '--val-count', String(f['val-count']),
+        'train', '--model', model, '--data', 'builtin:train', '--val', 'builtin:val', '--val-count', String(f['val-count']),
         '--out', dir, '--mode', kind, '--batch-prompts', String(f['batch-prompts']), '--samples', String(f.samples),
         '--max-cot', maxCot, '--lr', String(f.lr), '--warmup', String(f.warmup), '--steps', String(steps),
         '--eval-every', String(f['eval-every']), '--checkpoint-every', String(f['eval-every']), '--seed', String(seed),

@@ -11,7 +11,7 @@ export const TRAIN_FLAGS: FlagSpecs = {
   model: { type: 'string', help: 'model directory (config.json, *.safetensors, tokenizer.json) or "builtin"', default: 'builtin' },
   data: { type: 'string', help: 'GSM8K/MATH JSONL file, or builtin[:train]', default: 'builtin:train' },
   'train-count': { type: 'int', help: 'use the first N training problems (builtin: how many to generate)', min: 1 },
-  val: { type: 'string', help: 'validation JSONL, or builtin:test', default: 'builtin:test' },
+  val: { type: 'string', help: 'validation JSONL, or builtin:val (training-distribution problems held out from training)', default: 'builtin:val' },
   'val-count': { type: 'int', help: 'validation problems', default: 40, min: 0 },
   'val-mode': { type: 'string', help: 'greedy mode for validation / checkpoint choice', default: 'hard-greedy', choices: EVAL_MODES },
   out: { type: 'string', help: 'run directory (metrics.jsonl, checkpoint/, best/)', default: 'runs/rl' },
@@ -48,7 +48,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const model = await loadModelDir(String(f.model), backend);
   const train = loadProblemSpec(String(f.data), f['train-count'] as number | undefined, seed);
   const valCount = Number(f['val-count']);
-  const validation = valCount > 0 ? loadProblemSpec(String(f.val), valCount, seed + 1) : [];
+  // Validation problems never include a training question (they choose the checkpoint).
+  const trainQuestions = new Set(train.map((p) => p.question));
+  const validation = valCount > 0 ? loadProblemSpec(String(f.val), valCount + 50, seed + 1).filter((p) => !trainQuestions.has(p.question)).slice(0, valCount) : [];
   const kind = String(f.mode) as CotKind;
   const steps = Number(f.steps);
   const dir = resolve(String(f.out));

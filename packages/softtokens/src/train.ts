@@ -217,7 +217,8 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
     });
     state.validation.push({ step, accuracy: res.passAt1 });
     opts.onValidation?.(step, res.passAt1);
-    if (res.passAt1 > state.bestAccuracy) {
+    // Step 0 is the starting model: recorded for reference, never chosen as the trained one.
+    if (step > 0 && res.passAt1 > state.bestAccuracy) {
       state.bestAccuracy = res.passAt1;
       state.bestStep = step;
       const tmp = join(dir, `.best-${process.pid}-tmp`);
