@@ -68,3 +68,44 @@ export function normalizeAxes(op: string, axes: number | readonly number[] | und
   if (new Set(out).size !== out.length) throw new Error(`${op}: repeated axis in [${list.join(',')}]`);
   return out.sort((a, b) => a - b);
 }
+
+/**
+ * Iteration-space collapsing shared by the backends: drops size-1 dimensions and merges
+ * dimensions that are contiguous in every operand, so that e.g. [B,T,D] + [D] runs as a
+ * [B*T, D] loop.
+ */
+export interface Collapsed {
+  shape: number[];
+  /** One stride array per operand, aligned with `shape`. */
+  strides: number[][];
+}
+
+/** Always returns rank ≥ 1 (a scalar iteration space becomes [1]). */
+export function collapseDims(shape: Shape, strides: readonly (readonly number[])[]): Collapsed {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    const n = shape[d]!;
+    if (n === 1) continue;
+    const last = outShape.length - 1;
+    // Merging dimension d into the previous kept one is valid when, for every operand, one
+    // step along the previous dimension equals n steps along d.
+    let merge = last >= 0;
+    for (let s = 0; merge && s < strides.length; s++) {
+      if (outStrides[s]![last] !== strides[s]![d]! * n) merge = false;
+    }
+    if (merge) {
+      outShape[last] = outShape[last]! * n;
+      for (let s = 0; s < strides.length; s++) outStrides[s]![last] = strides[s]![d]!;
+    } else {
+      outShape.push(n);
+      for (let s = 0; s < strides.length; s++) outStrides[s]!.push(strides[s]![d]!);
+    }
+  }
+  if (outShape.length === 0) {
+    outShape.push(1);
+    for (const st of outStrides) st.push(0);
+  }
+  return { shape: outShape, strides: outStrides };
+}
+

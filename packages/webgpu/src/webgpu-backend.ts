@@ -7,9 +7,8 @@ import type {
   Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, LogicalOp, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
-import { broadcastStrides, fmtShape, sizeOf, stridesOf } from '@softgrad/tensor';
+import { broadcastStrides, collapseDims, fmtShape, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
-import { collapseDims } from './layout.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals

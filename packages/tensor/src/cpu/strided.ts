@@ -5,42 +5,9 @@
  * is a plain counted loop with constant strides.
  */
 import type { TypedArray } from '../dtype.js';
-import type { Shape } from '../shape.js';
+import { collapseDims, type Collapsed, type Shape } from '../shape.js';
 
-export interface Collapsed {
-  shape: number[];
-  /** One stride array per operand, aligned with `shape`. */
-  strides: number[][];
-}
-
-/** Always returns rank ≥ 1 (a scalar iteration space becomes [1]). */
-export function collapseDims(shape: Shape, strides: readonly (readonly number[])[]): Collapsed {
-  const outShape: number[] = [];
-  const outStrides: number[][] = strides.map(() => []);
-  for (let d = 0; d < shape.length; d++) {
-    const n = shape[d]!;
-    if (n === 1) continue;
-    const last = outShape.length - 1;
-    // Merging dimension d into the previous kept one is valid when, for every operand, one
-    // step along the previous dimension equals n steps along d.
-    let merge = last >= 0;
-    for (let s = 0; merge && s < strides.length; s++) {
-      if (outStrides[s]![last] !== strides[s]![d]! * n) merge = false;
-    }
-    if (merge) {
-      outShape[last] = outShape[last]! * n;
-      for (let s = 0; s < strides.length; s++) outStrides[s]![last] = strides[s]![d]!;
-    } else {
-      outShape.push(n);
-      for (let s = 0; s < strides.length; s++) outStrides[s]!.push(strides[s]![d]!);
-    }
-  }
-  if (outShape.length === 0) {
-    outShape.push(1);
-    for (const st of outStrides) st.push(0);
-  }
-  return { shape: outShape, strides: outStrides };
-}
+export { collapseDims };
 
 /**
  * dst[dOff + Σ i_k·dStrides[k]] = src[sOff + Σ i_k·sStrides[k]] for every index of `shape`.
