@@ -238,17 +238,29 @@ export function buildReport(input: ReportInput): { markdown: string; svgs: Recor
   const has = (n: string) => names.includes(n);
   if (has('hard') && has('soft') && has('fuzzy')) {
     const h = hardInf('hard'), s = hardInf('soft'), z = hardInf('fuzzy'), b = hardInf('base');
-    const near = (a: number, c: number) => Math.abs(a - c) <= 0.05;
+    // Two-sided comparisons against binomial noise over the n test problems: a difference is
+    // called real only beyond two standard errors.
+    const n = input.evals['base']!.test.modes[0]?.problems ?? 1;
+    const se = (p: number, q: number) => Math.sqrt((p * (1 - p) + q * (1 - q)) / n);
+    const vs = (a: number, c: number) => {
+      const d = a - c;
+      const e = se(a, c);
+      return `${d >= 0 ? '+' : ''}${(100 * d).toFixed(1)} ± ${(100 * e).toFixed(1)}`;
+    };
+    const beyond = (a: number, c: number) => Math.abs(a - c) > 2 * se(a, c);
     const signal = Math.max(h.g1, s.g1, z.g1) > 0;
-    findings.push(`1. pass@1, soft/fuzzy training ≈ hard training (hard inference, greedy): hard ${pct(h.g1)}, soft ${pct(s.g1)}, fuzzy ${pct(z.g1)} → ${!signal ? 'no signal (all zero)' : near(s.g1, h.g1) && near(z.g1, h.g1) ? 'shown (within 5 points)' : 'not shown at this scale'}.`);
-    findings.push(`2. pass@${evalSamples}, soft/fuzzy training > hard training (hard inference): hard ${pct(h.s32)}, soft ${pct(s.s32)}, fuzzy ${pct(z.s32)} → ${s.s32 > h.s32 && z.s32 > h.s32 ? 'shown' : s.s32 > h.s32 || z.s32 > h.s32 ? 'partly shown' : 'not shown at this scale'}.`);
-    const nll = (n: string) => input.evals[n]!.test.choices?.meanNll ?? NaN;
-    findings.push(`3. Out-of-domain NLL (multiple choice): base ${nll('base').toFixed(3)}, hard ${nll('hard').toFixed(3)}, soft ${nll('soft').toFixed(3)}, fuzzy ${nll('fuzzy').toFixed(3)} → ${nll('hard') > nll('base') && nll('soft') - nll('base') < nll('hard') - nll('base') && nll('fuzzy') - nll('base') < nll('hard') - nll('base') ? 'shown (hard raises it most)' : 'not shown at this scale'}.`);
-    const ent = (n: string) => entropyMean(n, 'hard-sample');
-    findings.push(`4. Mean CoT entropy (hard sampling): base ${ent('base').toFixed(3)}, hard ${ent('hard').toFixed(3)}, soft ${ent('soft').toFixed(3)}, fuzzy ${ent('fuzzy').toFixed(3)} → ${ent('hard') < ent('soft') && ent('hard') < ent('fuzzy') && ent('hard') < ent('base') ? 'shown (hard training lowers it most)' : 'not shown at this scale'}.`);
+    findings.push(`1. pass@1, soft/fuzzy training ≈ hard training (hard inference, greedy): hard ${pct(h.g1)}, soft ${pct(s.g1)} (${vs(s.g1, h.g1)}), fuzzy ${pct(z.g1)} (${vs(z.g1, h.g1)}) → ${!signal ? 'no signal (all zero)' : !beyond(s.g1, h.g1) && !beyond(z.g1, h.g1) ? 'consistent (no difference beyond 2 standard errors)' : 'not shown'}.`);
+    const higher = (a: number, c: number) => a > c && beyond(a, c);
+    findings.push(`2. pass@${evalSamples}, soft/fuzzy training > hard training (hard inference): hard ${pct(h.s32)}, soft ${pct(s.s32)} (${vs(s.s32, h.s32)}), fuzzy ${pct(z.s32)} (${vs(z.s32, h.s32)}) → ${higher(s.s32, h.s32) && higher(z.s32, h.s32) ? 'shown' : higher(s.s32, h.s32) || higher(z.s32, h.s32) ? 'partly shown' : s.s32 > h.s32 || z.s32 > h.s32 ? 'same direction, within noise' : 'not shown'}.`);
+    const nll = (m: string) => input.evals[m]!.test.choices?.meanNll ?? NaN;
+    const nllSe = (m: string) => input.evals[m]!.test.choices?.nllStdErr ?? NaN;
+    const dn = (m: string) => `${nll(m) - nll('base') >= 0 ? '+' : ''}${(nll(m) - nll('base')).toFixed(3)}`;
+    findings.push(`3. Out-of-domain NLL of the correct choice vs base ${nll('base').toFixed(3)} (± ${nllSe('base').toFixed(3)} over items): hard ${dn('hard')}, soft ${dn('soft')}, fuzzy ${dn('fuzzy')} → ${nll('hard') > nll('base') && nll('soft') - nll('base') < nll('hard') - nll('base') && nll('fuzzy') - nll('base') < nll('hard') - nll('base') ? 'same direction as the paper (hard raises it most)' : 'not shown'}.`);
+    const ent = (m: string) => entropyMean(m, 'hard-sample');
+    findings.push(`4. Mean CoT entropy (hard sampling): base ${ent('base').toFixed(3)}, hard ${ent('hard').toFixed(3)}, soft ${ent('soft').toFixed(3)}, fuzzy ${ent('fuzzy').toFixed(3)} → ${ent('hard') < ent('soft') && ent('hard') < ent('fuzzy') && ent('hard') < ent('base') ? 'same direction as the paper (hard training lowers it most)' : 'not shown'}.`);
     let best = { v: -1, n: '', k: '' };
     for (const n of names) for (const k of KINDS) if (cell(n, k).g1 > best.v) best = { v: cell(n, k).g1, n, k };
-    findings.push(`5. Best greedy pass@1 cell: ${best.n}-${best.n === 'base' ? 'model' : 'trained'} with ${best.k} inference (${pct(best.v)}) → ${best.n !== 'hard' && best.n !== 'base' && best.k === 'hard' ? 'shown (train soft/fuzzy, infer hard)' : 'not shown at this scale'}.`);
+    findings.push(`5. Best greedy pass@1 cell: ${best.n}-${best.n === 'base' ? 'model' : 'trained'} with ${best.k} inference (${pct(best.v)}) → ${best.n !== 'hard' && best.n !== 'base' && best.k === 'hard' ? 'same as the paper (train soft/fuzzy, infer hard)' : 'not shown'}.`);
     findings.push(`Base model for reference (hard inference): G@1 ${pct(b.g1)}, S@1 ${pct(b.s1)}, ${sk} ${pct(b.s32)}.`);
   }
 
@@ -306,7 +318,7 @@ ${oodTable}
 
 ${findings.join('\n')}
 
-These are tiny models and small samples; differences of a few points are within noise.
+Differences are given ± one standard error (binomial over the test problems); only differences beyond two standard errors are called real. These are tiny models and small samples.
 
 ## Training
 

@@ -127,6 +127,8 @@ export interface ChoiceResult {
   accuracy: number;
   /** Mean negative log-likelihood (nats) of the correct choice's tokens given the question. */
   meanNll: number;
+  /** Standard error of meanNll over items. */
+  nllStdErr: number;
 }
 
 /** The text a choice is scored after. */
@@ -163,12 +165,15 @@ export async function evaluateChoices(
     chunk.forEach((c, i) => (scores[c.item]![c.choice] = lp[i]!));
   }
   let correct = 0;
-  let nll = 0;
+  const nlls: number[] = [];
   items.forEach((it, i) => {
     const sc = scores[i]!;
     const best = sc.indexOf(Math.max(...sc));
     if (best === it.answerIndex) correct++;
-    nll -= sc[it.answerIndex]!;
+    nlls.push(-sc[it.answerIndex]!);
   });
-  return { items: items.length, accuracy: correct / Math.max(1, items.length), meanNll: nll / Math.max(1, items.length) };
+  const n = Math.max(1, items.length);
+  const meanNll = nlls.reduce((a, b) => a + b, 0) / n;
+  const variance = nlls.length > 1 ? nlls.reduce((a, v) => a + (v - meanNll) ** 2, 0) / (nlls.length - 1) : 0;
+  return { items: items.length, accuracy: correct / n, meanNll, nllStdErr: Math.sqrt(variance / n) };
 }
