@@ -1,36 +1,20 @@
 /**
- * Functional automatic differentiation by nested tracing.
- *
- * Every primitive call goes through `bind`. While transformations are active, a stack of
- * traces is in force; each trace is either a reverse-mode tape or a forward-mode (tangent)
- * trace, identified by a unique id. A tensor carries one slot per trace that saw it. When a
- * primitive runs, each active trace whose slots appear among the inputs records it: a tape
- * adds a node, a forward trace computes the output's tangent with the primitive's JVP rule.
- * Rules run with only the *enclosing* traces active, so derivatives of derivatives are
- * recorded by outer traces (grad(grad f), jvp of grad, ...) and perturbations of different
- * levels never mix.
+ * Functional automatic differentiation by nested tracing (the trace stack and `bind` are in
+ * trace.ts): `grad`, `valueAndGrad` and `vjp` push a reverse-mode tape, `jvp` a forward-mode
+ * tangent trace. A tensor carries one slot per trace that saw it.
  *
  * Memory: tape nodes retain the storage of their inputs and outputs; the transformation
  * releases them when it finishes, and disposes every intermediate it created.
  */
 import { isFloat } from './dtype.js';
 import { fmtShape } from './shape.js';
-import { alias, closeScope, openScope, type AdSlot, type Tensor } from './tensor.js';
+import { alias, closeScope, openScope, type Tensor } from './tensor.js';
 import { treeLeaves, treeMap } from './pytree.js';
 import { add, onesLike, zerosLike } from './ops.js';
+import { bind, popTracesTo, pushTrace, Trace, withTraces, type Primitive } from './trace.js';
 
-export interface Primitive<P = unknown> {
-  readonly name: string;
-  /** Compute the output with the backend; no tracing happens inside. */
-  impl(inputs: readonly Tensor[], params: P): Tensor;
-  /** Forward rule: the output tangent given input tangents (null = zero). Null result = zero. */
-  jvp?(tangents: readonly (Tensor | null)[], inputs: readonly Tensor[], output: Tensor, params: P): Tensor | null;
-  /**
-   * Reverse rule: cotangents for the inputs (null = zero, or not needed per `needs`), each
-   * with its input's shape.
-   */
-  vjp?(g: Tensor, inputs: readonly Tensor[], output: Tensor, params: P, needs: readonly boolean[]): (Tensor | null)[];
-}
+// ---------------------------------------------------------------------------------------
+// Reverse mode
 
 interface TapeNode {
   id: number;
@@ -42,65 +26,6 @@ interface TapeNode {
   parents: (TapeNode | null)[];
   released: boolean;
 }
-
-abstract class Trace {
-  private static nextId = 1;
-  readonly id = Trace.nextId++;
-  readonly touched: Tensor[] = [];
-  setSlot(t: Tensor, slot: Omit<AdSlot, 'traceId'>): void {
-    (t._ad ??= []).push({ traceId: this.id, ...slot });
-    this.touched.push(t);
-  }
-  slot(t: Tensor): AdSlot | undefined {
-    const ad = t._ad;
-    if (!ad) return undefined;
-    for (let i = ad.length - 1; i >= 0; i--) if (ad[i]!.traceId === this.id) return ad[i];
-    return undefined;
-  }
-  abstract process(prim: Primitive, inputs: readonly Tensor[], out: Tensor, params: unknown): void;
-  /** Remove this trace's slots from every tensor it touched. */
-  end(): void {
-    for (const t of this.touched) {
-      if (t._ad) {
-        t._ad = t._ad.filter((s) => s.traceId !== this.id);
-        if (t._ad.length === 0) t._ad = undefined;
-      }
-    }
-    this.touched.length = 0;
-  }
-}
-
-let traceStack: Trace[] = [];
-
-/** Run fn with only the first `n` traces active. */
-function withTraces<T>(n: number, fn: () => T): T {
-  const saved = traceStack;
-  traceStack = saved.slice(0, n);
-  try {
-    return fn();
-  } finally {
-    traceStack = saved;
-  }
-}
-
-/** Apply a primitive: compute it, then let every active trace that sees an input record it. */
-export function bind<P>(prim: Primitive<P>, inputs: readonly Tensor[], params: P): Tensor {
-  const out = prim.impl(inputs, params);
-  if (traceStack.length === 0) return out;
-  const stack = traceStack;
-  for (let level = 0; level < stack.length; level++) {
-    const trace = stack[level]!;
-    let seen = false;
-    for (const t of inputs) if (trace.slot(t)) { seen = true; break; }
-    if (!seen) continue;
-    if (!prim.vjp && !prim.jvp) continue; // not differentiable: the output is a constant
-    withTraces(level, () => trace.process(prim as Primitive, inputs, out, params));
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------
-// Reverse mode
 
 class Tape extends Trace {
   private seq = 0;
@@ -319,8 +244,7 @@ function valueAndGradNamed<A extends unknown[]>(
     const tape = new Tape();
     const frame = openScope();
     let done = false;
-    traceStack = [...traceStack, tape];
-    const level = traceStack.length - 1;
+    const level = pushTrace(tape);
     try {
       const leaves: Tensor[] = [];
       const traced = args.map((a, i) => {
@@ -346,7 +270,7 @@ function valueAndGradNamed<A extends unknown[]>(
       }
       if (v.size !== 1) throw new Error(`${name}: the function must return a scalar, got shape ${fmtShape(v.shape)} (reduce it with sum or mean first)`);
       if (!isFloat(v.dtype)) throw new Error(`${name}: the function returned a ${v.dtype} scalar; it must be float`);
-      traceStack = traceStack.slice(0, level);
+      popTracesTo(level);
       const seed = onesLike(v);
       const grads = tape.backward([v], [seed], leaves, true);
       // Rebuild the argument structure from the flat gradient list.
@@ -357,7 +281,7 @@ function valueAndGradNamed<A extends unknown[]>(
       done = true;
       return [options.hasAux ? [value, aux] : value, result];
     } finally {
-      traceStack = traceStack.slice(0, level);
+      popTracesTo(level);
       tape.releaseAll();
       tape.end();
       if (!done) closeScope(frame, []);
@@ -400,8 +324,7 @@ export function vjp<A extends unknown[]>(f: (...args: A) => unknown, ...primals:
   const name = 'vjp';
   const tape = new Tape();
   const frame = openScope();
-  traceStack = [...traceStack, tape];
-  const level = traceStack.length - 1;
+  const level = pushTrace(tape);
   let out: unknown;
   const leaves: (Tensor | null)[] = [];
   try {
@@ -419,13 +342,13 @@ export function vjp<A extends unknown[]>(f: (...args: A) => unknown, ...primals:
     out = f(...traced);
     assertSync(name, out);
   } catch (e) {
-    traceStack = traceStack.slice(0, level);
+    popTracesTo(level);
     tape.releaseAll();
     tape.end();
     closeScope(frame, []);
     throw e;
   }
-  traceStack = traceStack.slice(0, level);
+  popTracesTo(level);
   const outLeaves = treeLeaves(out);
   // The leaves stay alive (disposed with the pullback); everything else not returned goes.
   closeScope(frame, [...outLeaves, ...leaves.filter((l): l is Tensor => l !== null)]);
@@ -481,8 +404,7 @@ export function jvp<A extends unknown[]>(f: (...args: A) => unknown, primals: A,
   }
   const trace = new ForwardTrace();
   const frame = openScope();
-  traceStack = [...traceStack, trace];
-  const level = traceStack.length - 1;
+  const level = pushTrace(trace);
   let done = false;
   try {
     const traced = primals.map((p, i) => {
@@ -500,7 +422,7 @@ export function jvp<A extends unknown[]>(f: (...args: A) => unknown, primals: A,
     }) as A;
     const out = f(...traced);
     assertSync(name, out);
-    traceStack = traceStack.slice(0, level);
+    popTracesTo(level);
     const tout = treeMap(out, (o) => {
       const t = trace.tangentOf(o);
       return t ? identity(t) : zerosLike(o);
@@ -509,13 +431,8 @@ export function jvp<A extends unknown[]>(f: (...args: A) => unknown, primals: A,
     done = true;
     return [out, tout];
   } finally {
-    traceStack = traceStack.slice(0, level);
+    popTracesTo(level);
     trace.end();
     if (!done) closeScope(frame, []);
   }
-}
-
-/** Number of active transformations (0 outside grad/vjp/jvp). */
-export function traceDepth(): number {
-  return traceStack.length;
 }

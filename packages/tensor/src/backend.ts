@@ -8,6 +8,8 @@
  * are never modified.
  */
 import type { DType, TypedArray } from './dtype.js';
+import type { FusedKernel } from './fused.js';
+import type { KeyExpr } from './random.js';
 import type { Shape } from './shape.js';
 
 /** Opaque backend storage (a typed array on the CPU, a GPUBuffer on WebGPU, ...). */
@@ -33,6 +35,17 @@ export type LogicalOp = 'and' | 'or';
 /** Reductions. `argmax`/`argmin` return int32 and take exactly one axis (first occurrence wins ties). */
 export type ReduceOp = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 
+/** The recorder `jit` traces with (see jit/recorder.ts). */
+export interface TracingBackend extends Backend {
+  readonly tracing: true;
+  /** The backend the traced program will run on. */
+  readonly target: Backend;
+  /** A tensor of the target backend, captured as a constant of the program being traced. */
+  capture<T extends { readonly backend: Backend }>(t: T): T;
+  /** randomUniform with the key's derivation from the traced function's key arguments. */
+  randomUniformKeyed(key: KeyExpr, size: number, dtype: DType): BackendBuffer;
+}
+
 export interface BackendStats {
   /** Buffers allocated by this backend and not yet freed. */
   liveBuffers: number;
@@ -41,6 +54,8 @@ export interface BackendStats {
 
 export interface Backend {
   readonly name: string;
+  /** True for the recorder `jit` traces with: its buffers are symbols, not data. */
+  readonly tracing?: boolean;
   /** Dtypes this backend can hold (WebGPU: no float64). */
   supportsDType(dtype: DType): boolean;
 
@@ -104,4 +119,20 @@ export interface Backend {
    * float32 value is widened.
    */
   randomUniform(key: readonly [number, number], size: number, dtype: DType): BackendBuffer;
+  /**
+   * out = x[..., i : i + size, ...] along `axis`, where i is the int32 scalar in `index`
+   * clamped to [0, x.shape[axis] − size] (XLA's dynamic_slice), so the slice always fits.
+   */
+  dynamicSlice(x: BufferView, index: BufferView, axis: number, size: number): BackendBuffer;
+  /**
+   * out = x with out[..., i : i + update.shape[axis], ...] = update along `axis` (i clamped as
+   * in dynamicSlice). With `reuse`, the caller gives up `x` and the backend may write into
+   * x's buffer and return that same buffer (in-place update of, e.g., a preallocated cache).
+   */
+  dynamicUpdateSlice(x: BufferView, update: BufferView, index: BufferView, axis: number, reuse: boolean): BackendBuffer;
+  /**
+   * Optional: run a fused kernel (see fused.ts) on `inputs` (one buffer per kernel input),
+   * returning one fresh buffer per kernel output. Backends without it run jit programs op by op.
+   */
+  runFused?(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
 }

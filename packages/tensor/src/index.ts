@@ -7,7 +7,9 @@ import { setDefaultBackendFactory } from './tensor.js';
 
 setDefaultBackendFactory(createCpuBackend);
 
-export type { Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp } from './backend.js';
+export type {
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp,
+} from './backend.js';
 export { DTYPES, bytesPerElement, isFloat, type DType, type TypedArray } from './dtype.js';
 export { broadcastStrides, collapseDims, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Collapsed, type Shape } from './shape.js';
 export { threefry2x32, randomBitsAt, bitsToUnitFloat } from './threefry.js';
@@ -17,12 +19,17 @@ export {
   neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, sin, cos, sign, logicalNot, reciprocal, square,
   add, sub, mul, div, pow, maximum, minimum, less, lessEqual, greater, greaterEqual, equal, notEqual, logicalAnd, logicalOr,
   where, sum, max, min, argmax, argmin, mean, matmul, matrixTranspose, reshape, transpose, broadcastTo, slice, pad, concat,
-  expandDims, squeeze, stack, gather, scatterAdd, cast, stopGradient, sumToShape, type MatmulOptions, type TensorLike,
+  expandDims, squeeze, stack, gather, scatterAdd, dynamicSlice, dynamicUpdateSlice, cast, stopGradient, sumToShape,
+  type MatmulOptions, type TensorLike,
 } from './ops.js';
+export { jit, type JitOptions, type JitStats, type Jitted } from './jit/jit.js';
+export { fusedKernelKey, fusedOutputSize, validateFusedKernel, type FusedInput, type FusedKernel, type FusedNode, type FusedOutput } from './fused.js';
+export { runFusedReference } from './fused-reference.js';
 export { logsumexp, logSoftmax, softmax, oneHot, takeAlongLastAxis, crossEntropy, silu, rmsNorm, type Reduction } from './nn.js';
-export { grad, valueAndGrad, vjp, jvp, traceDepth, bind, type GradOptions, type Primitive, type VjpFn } from './autodiff.js';
+export { grad, valueAndGrad, vjp, jvp, type GradOptions, type VjpFn } from './autodiff.js';
+export { bind, traceDepth, type Primitive } from './trace.js';
 export { scope } from './scope.js';
 export { treeLeaves, treeMap, treeZipMap, treeDispose, type Pytree } from './pytree.js';
-export { PRNGKey, key, split, foldIn, uniform, normal, gumbel, categorical, type RandomOptions } from './random.js';
+export { PRNGKey, key, split, foldIn, uniform, normal, gumbel, categorical, type KeyExpr, type RandomOptions } from './random.js';
 export { createCpuBackend, CpuBackend } from './cpu/index.js';
 export { checkGrads, mulberry32, type CheckGradsOptions } from './testing.js';

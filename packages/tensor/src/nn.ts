@@ -74,7 +74,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, reduction: Reductio
     throw new Error(`crossEntropy: labels ${fmtShape(labels.shape)} must match logits ${fmtShape(logits.shape)} without the class axis`);
   }
   const v = logits.shape[logits.rank - 1]!;
-  if (labels.backend.readSync) {
+  if (labels.backend.readSync && !labels.backend.tracing) {
     // As documented: reject bad labels where that is cheap, rather than silently scoring them 0.
     const data = labels.dataSync();
     for (let i = 0; i < data.length; i++) {

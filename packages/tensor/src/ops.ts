@@ -3,8 +3,8 @@
  * (JVP) and reverse (VJP) rules, written once in terms of other primitives so that they are
  * themselves differentiable.
  */
-import type { BinaryOp, CompareOp, LogicalOp, ReduceOp, UnaryOp } from './backend.js';
-import { bind, type Primitive } from './autodiff.js';
+import type { BinaryOp, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp } from './backend.js';
+import { bind, type Primitive } from './trace.js';
 import { fullLike, scalar } from './creation.js';
 import { isFloat, type DType } from './dtype.js';
 import { fmtShape, normalizeAxes, normalizeAxis, shapesEqual, sizeOf, tryBroadcastShapes, type Shape } from './shape.js';
@@ -25,6 +25,22 @@ function requireFloat(op: string, x: Tensor): void {
   if (!isFloat(x.dtype)) throw new Error(`${op}: expected a float tensor, got ${x.dtype} ${fmtShape(x.shape)}`);
 }
 
+/**
+ * The inputs, all on one backend. While `jit` traces, concrete tensors closed over by the
+ * traced function meet the recorder's symbolic ones: they are captured as constants of the
+ * program (the recorder's `capture`). Any other mix is an error.
+ */
+function sameBackend(op: string, ts: Tensor[]): Tensor[] {
+  const b = ts[0]!.backend;
+  if (ts.every((t) => t.backend === b)) return ts;
+  const rec = ts.find((t) => t.backend.tracing)?.backend as TracingBackend | undefined;
+  if (rec && ts.every((t) => t.backend === rec || t.backend === rec.target)) {
+    return ts.map((t) => (t.backend === rec ? t : rec.capture(t)));
+  }
+  const other = ts.find((t) => t.backend !== b)!;
+  throw new Error(`${op}: inputs are on different backends (${b.name} vs ${other.backend.name}); move one with toBackend`);
+}
+
 /** Turn number operands into scalars matching the tensor operand; returns temporaries to dispose. */
 function operands(op: string, xs: readonly TensorLike[]): { ts: Tensor[]; temps: Tensor[] } {
   // The dtype of a number operand follows the first non-bool tensor (for `where`, the
@@ -40,11 +56,7 @@ function operands(op: string, xs: readonly TensorLike[]): { ts: Tensor[]; temps:
       return t;
     });
     for (const t of ts) t.view(op);
-    const b = ts[0]!.backend;
-    for (const t of ts) {
-      if (t.backend !== b) throw new Error(`${op}: inputs are on different backends (${b.name} vs ${t.backend.name}); move one with toBackend`);
-    }
-    return { ts, temps };
+    return { ts: sameBackend(op, ts), temps };
   } catch (e) {
     // A bad, disposed or foreign operand: the scalars made for number operands must not leak.
     for (const t of temps) t.dispose();
@@ -489,13 +501,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   checkTensor('matmul', b, 'b');
   a.view('matmul');
   b.view('matmul');
-  if (a.backend !== b.backend) throw new Error(`matmul: inputs are on different backends (${a.backend.name} vs ${b.backend.name})`);
   if (a.dtype !== b.dtype) throw new Error(`matmul: dtypes differ (${a.dtype} vs ${b.dtype})`);
   requireFloat('matmul', a);
   const transA = !!opts.transposeA;
   const transB = !!opts.transposeB;
   matmulShapes('matmul', a.shape, b.shape, transA, transB);
-  return bind(matmulPrim, [a, b], { transA, transB });
+  return bind(matmulPrim, sameBackend('matmul', [a, b]), { transA, transB });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -663,14 +674,13 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   const ax = normalizeAxis('concat', axis, first.rank);
   for (const x of xs) {
     x.view('concat');
-    if (x.backend !== first.backend) throw new Error('concat: inputs are on different backends');
     if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} vs ${x.dtype})`);
     if (x.rank !== first.rank || x.shape.some((d: number, i: number) => i !== ax && d !== first.shape[i])) {
       throw new Error(`concat: shapes ${xs.map((t) => fmtShape(t.shape)).join(', ')} differ off axis ${ax}`);
     }
   }
   if (xs.length === 1) return reshape(first, first.shape);
-  return bind(concatPrim, xs, { axis: ax });
+  return bind(concatPrim, sameBackend('concat', [...xs]), { axis: ax });
 }
 
 export function expandDims(x: Tensor, axis: number): Tensor {
@@ -719,7 +729,6 @@ function checkIndexOp(op: string, x: Tensor, indices: Tensor): void {
   x.view(op);
   indices.view(op);
   if (indices.dtype !== 'int32') throw new Error(`${op}: indices must be int32, got ${indices.dtype}`);
-  if (x.backend !== indices.backend) throw new Error(`${op}: inputs are on different backends`);
 }
 
 /**
@@ -730,7 +739,7 @@ function checkIndexOp(op: string, x: Tensor, indices: Tensor): void {
 export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   checkIndexOp('gather', x, indices);
   const ax = normalizeAxis('gather', axis, x.rank);
-  return bind(gatherPrim, [x, indices], { axis: ax });
+  return bind(gatherPrim, sameBackend('gather', [x, indices]), { axis: ax });
 }
 
 const scatterPrim: Primitive<{ axis: number; shape: number[] }> = {
@@ -749,7 +758,105 @@ export function scatterAdd(updates: Tensor, indices: Tensor, axis: number, shape
   if (!shapesEqual(expect, updates.shape)) {
     throw new Error(`scatterAdd: updates ${fmtShape(updates.shape)} should be ${fmtShape(expect)} for indices ${fmtShape(indices.shape)} into ${fmtShape(shape)} along axis ${ax}`);
   }
-  return bind(scatterPrim, [updates, indices], { axis: ax, shape: [...shape] });
+  return bind(scatterPrim, sameBackend('scatterAdd', [updates, indices]), { axis: ax, shape: [...shape] });
+}
+
+// ---------------------------------------------------------------------------------------
+// dynamicSlice / dynamicUpdateSlice (start index given as a tensor, so a jitted function
+// can move it without re-tracing)
+
+interface DynamicParams {
+  axis: number;
+}
+
+const dynamicSlicePrim: Primitive<DynamicParams & { size: number }> = {
+  name: 'dynamicSlice',
+  impl: ([x, idx], { axis, size }) => {
+    const shape = x!.shape.map((d, i) => (i === axis ? size : d));
+    const buf = x!.backend.dynamicSlice(x!.view('dynamicSlice'), idx!.view('dynamicSlice'), axis, size);
+    return fromBuffer(x!.backend, buf, shape, x!.dtype);
+  },
+  jvp: ([t], [, idx], _y, p) => (t ? bind(dynamicSlicePrim, [t, idx!], p) : null),
+  vjp: (g, [x, idx], _y, { axis }) => {
+    const z = fullLike(x!, 0);
+    const dx = bind(dynamicUpdateSlicePrim, [z, g, idx!], { axis });
+    z.dispose();
+    return [dx, null];
+  },
+};
+
+const dynamicUpdateSlicePrim: Primitive<DynamicParams> = {
+  name: 'dynamicUpdateSlice',
+  impl: ([x, u, idx], { axis }) => {
+    const buf = x!.backend.dynamicUpdateSlice(x!.view('dynamicUpdateSlice'), u!.view('dynamicUpdateSlice'), idx!.view('dynamicUpdateSlice'), axis, false);
+    return fromBuffer(x!.backend, buf, x!.shape, x!.dtype);
+  },
+  jvp: ([tx, tu], [x, u, idx], _y, p) => {
+    if (!tx && !tu) return null;
+    return bind(dynamicUpdateSlicePrim, [tx ?? fullLike(x!, 0), tu ?? fullLike(u!, 0), idx!], p);
+  },
+  vjp: (g, [, u, idx], _y, { axis }, needs) => [
+    needs[0] ? bind(dynamicUpdateSlicePrim, [g, fullLike(u!, 0), idx!], { axis }) : null,
+    needs[1] ? bind(dynamicSlicePrim, [g, idx!], { axis, size: u!.shape[axis]! }) : null,
+    null,
+  ],
+};
+
+function indexOperand(op: string, index: Tensor | number, like: Tensor): { idx: Tensor; temp: boolean } {
+  if (typeof index === 'number') {
+    if (!Number.isInteger(index)) throw new Error(`${op}: index must be an integer, got ${index}`);
+    return { idx: scalar(index, { dtype: 'int32', backend: like.backend }), temp: true };
+  }
+  checkTensor(op, index, 'index');
+  index.view(op);
+  if (index.dtype !== 'int32' || index.size !== 1) {
+    throw new Error(`${op}: index must be an int32 tensor with one element, got ${index.dtype} ${fmtShape(index.shape)}`);
+  }
+  return { idx: index.rank === 0 ? index : reshape(index, []), temp: index.rank !== 0 };
+}
+
+/**
+ * x[..., i : i + size, ...] along `axis`, with the start i an int32 scalar tensor (or a
+ * number), clamped to [0, x.shape[axis] − size] like XLA's dynamic_slice.
+ */
+export function dynamicSlice(x: Tensor, index: Tensor | number, axis: number, size: number): Tensor {
+  checkTensor('dynamicSlice', x);
+  x.view('dynamicSlice');
+  const ax = normalizeAxis('dynamicSlice', axis, x.rank);
+  if (!Number.isInteger(size) || size < 0 || size > x.shape[ax]!) {
+    throw new Error(`dynamicSlice: size ${size} does not fit axis ${ax} of ${fmtShape(x.shape)}`);
+  }
+  const { idx, temp } = indexOperand('dynamicSlice', index, x);
+  try {
+    const [xx, ii] = sameBackend('dynamicSlice', [x, idx]);
+    return bind(dynamicSlicePrim, [xx!, ii!], { axis: ax, size });
+  } finally {
+    if (temp) idx.dispose();
+  }
+}
+
+/**
+ * x with the block `update` written at start i along `axis` (i an int32 scalar tensor or a
+ * number, clamped as in dynamicSlice); update has x's shape except along `axis`. Under jit,
+ * when x is not needed afterwards, the write happens in place.
+ */
+export function dynamicUpdateSlice(x: Tensor, update: Tensor, index: Tensor | number, axis: number): Tensor {
+  checkTensor('dynamicUpdateSlice', x);
+  checkTensor('dynamicUpdateSlice', update, 'update');
+  x.view('dynamicUpdateSlice');
+  update.view('dynamicUpdateSlice');
+  const ax = normalizeAxis('dynamicUpdateSlice', axis, x.rank);
+  if (update.dtype !== x.dtype) throw new Error(`dynamicUpdateSlice: update is ${update.dtype}, x is ${x.dtype}`);
+  if (update.rank !== x.rank || update.shape.some((d, i) => (i === ax ? d > x.shape[i]! : d !== x.shape[i]))) {
+    throw new Error(`dynamicUpdateSlice: update ${fmtShape(update.shape)} does not fit into ${fmtShape(x.shape)} along axis ${ax}`);
+  }
+  const { idx, temp } = indexOperand('dynamicUpdateSlice', index, x);
+  try {
+    const [xx, uu, ii] = sameBackend('dynamicUpdateSlice', [x, update, idx]);
+    return bind(dynamicUpdateSlicePrim, [xx!, uu!, ii!], { axis: ax });
+  } finally {
+    if (temp) idx.dispose();
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -777,13 +884,4 @@ export function stopGradient(x: Tensor): Tensor {
   checkTensor('stopGradient', x);
   x.view('stopGradient');
   return bind(stopGradientPrim, [x], null);
-}
-
-// ---------------------------------------------------------------------------------------
-// Random (no inputs: never traced)
-
-export function randomUniformRaw(key: readonly [number, number], shape: readonly number[], dtype: DType, backend: Tensor['backend']): Tensor {
-  if (!isFloat(dtype)) throw new Error(`uniform: dtype must be float, got ${dtype}`);
-  if (!backend.supportsDType(dtype)) throw new Error(`uniform: the ${backend.name} backend does not support ${dtype}`);
-  return fromBuffer(backend, backend.randomUniform(key, sizeOf(shape), dtype), shape, dtype);
 }

@@ -5,17 +5,30 @@
  * uniform numbers bit for bit on every backend (normal and categorical samples are built
  * from them with the backend's own log/cos, hence equal to float rounding).
  */
-import type { Backend } from './backend.js';
-import type { DType } from './dtype.js';
-import { argmax, add, cos, log, mul, neg, randomUniformRaw, sqrt, sub } from './ops.js';
-import { fmtShape } from './shape.js';
-import { getDefaultBackend, type Tensor } from './tensor.js';
+import type { Backend, TracingBackend } from './backend.js';
+import { isFloat, type DType } from './dtype.js';
+import { argmax, add, cos, log, mul, neg, sqrt, sub } from './ops.js';
+import { fmtShape, sizeOf } from './shape.js';
+import { fromBuffer, getDefaultBackend, type Tensor } from './tensor.js';
 import { threefry2x32 } from './threefry.js';
+
+/**
+ * How a key inside a function `jit` traces derives from the function's key arguments, so the
+ * compiled program computes the right words from whatever keys it is called with.
+ */
+export type KeyExpr =
+  | { kind: 'words'; words: readonly [number, number] }
+  | { kind: 'arg'; leaf: number }
+  | { kind: 'split'; of: KeyExpr; index: number }
+  | { kind: 'foldIn'; of: KeyExpr; data: number };
 
 export class PRNGKey {
   readonly words: readonly [number, number];
-  constructor(k0: number, k1: number) {
+  /** @internal Set by jit on key arguments while tracing, and inherited by derived keys. */
+  _trace: KeyExpr | undefined;
+  constructor(k0: number, k1: number, trace?: KeyExpr) {
     this.words = [k0 >>> 0, k1 >>> 0];
+    this._trace = trace;
   }
   toString(): string {
     return `PRNGKey(${this.words[0]}, ${this.words[1]})`;
@@ -44,13 +57,24 @@ export function split(k: PRNGKey, n = 2): PRNGKey[] {
   if (!Number.isInteger(n) || n < 1) throw new Error(`split: n must be a positive integer, got ${n}`);
   return Array.from({ length: n }, (_, i) => {
     const [a, b] = threefry2x32(k.words[0], k.words[1], i, 1);
-    return new PRNGKey(a, b);
+    return new PRNGKey(a, b, k._trace && { kind: 'split', of: k._trace, index: i });
   });
 }
 
 export function foldIn(k: PRNGKey, data: number): PRNGKey {
   const [a, b] = threefry2x32(k.words[0], k.words[1], data >>> 0, 2);
-  return new PRNGKey(a, b);
+  return new PRNGKey(a, b, k._trace && { kind: 'foldIn', of: k._trace, data: data >>> 0 });
+}
+
+/** Uniform [0, 1) floats for key `k` by the Backend.randomUniform rule (never traced by autodiff: no inputs). */
+function randomUniformRaw(k: PRNGKey, shape: readonly number[], dtype: DType, backend: Backend): Tensor {
+  if (!isFloat(dtype)) throw new Error(`uniform: dtype must be float, got ${dtype}`);
+  if (!backend.supportsDType(dtype)) throw new Error(`uniform: the ${backend.name} backend does not support ${dtype}`);
+  const size = sizeOf(shape);
+  const buf = backend.tracing
+    ? (backend as TracingBackend).randomUniformKeyed(k._trace ?? { kind: 'words', words: k.words }, size, dtype)
+    : backend.randomUniform(k.words, size, dtype);
+  return fromBuffer(backend, buf, shape, dtype);
 }
 
 export interface RandomOptions {
@@ -65,7 +89,7 @@ function checkKey(op: string, k: unknown): asserts k is PRNGKey {
 /** Uniform in [minval, maxval). */
 export function uniform(k: PRNGKey, shape: readonly number[], opts: RandomOptions & { minval?: number; maxval?: number } = {}): Tensor {
   checkKey('uniform', k);
-  const u = randomUniformRaw(k.words, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
+  const u = randomUniformRaw(k, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
   const lo = opts.minval ?? 0;
   const hi = opts.maxval ?? 1;
   if (lo === 0 && hi === 1) return u;
@@ -82,8 +106,8 @@ export function normal(k: PRNGKey, shape: readonly number[], opts: RandomOptions
   const [k1, k2] = split(k);
   const dtype = opts.dtype ?? 'float32';
   const backend = opts.backend ?? getDefaultBackend();
-  const u1 = randomUniformRaw(k1!.words, shape, dtype, backend);
-  const u2 = randomUniformRaw(k2!.words, shape, dtype, backend);
+  const u1 = randomUniformRaw(k1!, shape, dtype, backend);
+  const u2 = randomUniformRaw(k2!, shape, dtype, backend);
   const oneMinus = sub(1, u1);
   const lg = log(oneMinus);
   const r2 = mul(lg, -2);
@@ -98,7 +122,7 @@ export function normal(k: PRNGKey, shape: readonly number[], opts: RandomOptions
 /** Gumbel(0, 1) noise: −log(−log u). */
 export function gumbel(k: PRNGKey, shape: readonly number[], opts: RandomOptions = {}): Tensor {
   checkKey('gumbel', k);
-  const u = randomUniformRaw(k.words, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
+  const u = randomUniformRaw(k, shape, opts.dtype ?? 'float32', opts.backend ?? getDefaultBackend());
   const a = log(u);
   const b = neg(a);
   const c = log(b);

@@ -783,6 +783,52 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /** copy() with a start read on the device: index clamped to [0, maxStart], times `axisStride`, added to one side. */
+  private dynamicCopy(
+    dst: Slab, src: Slab, index: Slab, shape: readonly number[], inStrides: readonly number[], outStrides: readonly number[],
+    maxStart: number, axisStride: number, side: 'input' | 'output',
+  ): void {
+    const n = sizeOf(shape);
+    if (n === 0) return;
+    const c = collapseDims(shape, [inStrides, outStrides]);
+    if (4 + 3 * c.shape.length > 60) throw new Error(`dynamicSlice: rank ${c.shape.length} after merging contiguous dims exceeds what the WebGPU kernel supports`);
+    const params = new Array<number>(63).fill(0);
+    [n, c.shape.length, 0, 0, ...c.shape, ...c.strides[0]!, ...c.strides[1]!].forEach((v, i) => (params[i] = v));
+    params[60] = maxStart;
+    params[61] = axisStride;
+    params[62] = side === 'input' ? 0 : 1;
+    this.dispatch(this.kernel('movement/dyncopy'), params, [dst, src, index], this.grid(Math.ceil(n / 256)));
+  }
+
+  dynamicSlice(x: BufferView, index: BufferView, axis: number, size: number): BackendBuffer {
+    const src = this.own(x.buf, 'dynamicSlice');
+    const idx = this.own(index.buf, 'dynamicSlice');
+    if (index.dtype !== 'int32') throw new Error(`dynamicSlice: index must be int32, got ${index.dtype}`);
+    const xs = stridesOf(x.shape);
+    const sizes = x.shape.map((d, i) => (i === axis ? size : d));
+    const out = this.alloc(sizeOf(sizes));
+    this.dynamicCopy(out.slab, src, idx, sizes, xs, stridesOf(sizes), x.shape[axis]! - size, xs[axis]!, 'input');
+    return out;
+  }
+
+  dynamicUpdateSlice(x: BufferView, update: BufferView, index: BufferView, axis: number, reuse: boolean): BackendBuffer {
+    const src = this.own(x.buf, 'dynamicUpdateSlice');
+    const upd = this.own(update.buf, 'dynamicUpdateSlice');
+    const idx = this.own(index.buf, 'dynamicUpdateSlice');
+    if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
+    const n = sizeOf(x.shape);
+    const xs = stridesOf(x.shape);
+    let out: WebGpuBuffer;
+    if (reuse) {
+      out = x.buf as WebGpuBuffer;
+    } else {
+      out = this.alloc(n);
+      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
+    }
+    this.dynamicCopy(out.slab, upd, idx, update.shape, stridesOf(update.shape), xs, x.shape[axis]! - update.shape[axis]!, xs[axis]!, 'output');
+    return out;
+  }
+
   gather(x: BufferView, indices: BufferView, axis: number): BackendBuffer {
     const src = this.own(x.buf, 'gather');
     const idx = this.own(indices.buf, 'gather');

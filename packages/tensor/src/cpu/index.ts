@@ -10,7 +10,7 @@ import type { Shape } from '../shape.js';
 import { bitsToUnitFloat, threefry2x32 } from '../threefry.js';
 import { binary, castTyped, unary, where } from './elementwise.js';
 import { matmul } from './matmul.js';
-import { broadcastTo, concat, gather, pad, scatterAdd, slice, transpose } from './movement.js';
+import { broadcastTo, concat, dynamicSlice, gather, pad, scatterAdd, slice, transpose, writeUpdateSlice } from './movement.js';
 import { reduce } from './reduce.js';
 
 export class CpuBackend implements Backend {
@@ -131,6 +131,24 @@ export class CpuBackend implements Backend {
       if (2 * p + 1 < size) out[2 * p + 1] = bitsToUnitFloat(x1);
     }
     return this.track(out);
+  }
+
+  dynamicSlice(x: BufferView, index: BufferView, axis: number, size: number): BackendBuffer {
+    return this.track(dynamicSlice(x, this.data(x.buf, 'dynamicSlice'), this.scalarIndex(index, 'dynamicSlice'), axis, size));
+  }
+
+  dynamicUpdateSlice(x: BufferView, update: BufferView, index: BufferView, axis: number, reuse: boolean): BackendBuffer {
+    const xd = this.data(x.buf, 'dynamicUpdateSlice');
+    const i = this.scalarIndex(index, 'dynamicUpdateSlice');
+    const target = reuse ? xd : this.track(xd.slice());
+    writeUpdateSlice(x, target, update, this.data(update.buf, 'dynamicUpdateSlice'), i, axis);
+    return target;
+  }
+
+  private scalarIndex(index: BufferView, op: string): number {
+    const d = this.data(index.buf, op);
+    if (index.dtype !== 'int32' || d.length !== 1) throw new Error(`${op}: index must be one int32, got ${index.dtype} of ${d.length}`);
+    return d[0]!;
   }
 
   private track(data: TypedArray): TypedArray {

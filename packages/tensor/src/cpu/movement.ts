@@ -122,3 +122,21 @@ export function scatterAdd(
   }
   return out;
 }
+
+/** The start XLA's dynamic_slice uses: the requested index clamped so `size` elements fit. */
+export function clampedStart(index: number, dim: number, size: number): number {
+  return Math.min(Math.max(index, 0), dim - size);
+}
+
+export function dynamicSlice(xv: BufferView, x: TypedArray, index: number, axis: number, size: number): TypedArray {
+  const starts = xv.shape.map((_, i) => (i === axis ? clampedStart(index, xv.shape[axis]!, size) : 0));
+  const sizes = xv.shape.map((d, i) => (i === axis ? size : d));
+  return slice(xv, x, starts, sizes);
+}
+
+/** Writes `update` into `target` (x's layout) at the clamped index along `axis`. */
+export function writeUpdateSlice(xv: BufferView, target: TypedArray, uv: BufferView, u: TypedArray, index: number, axis: number): void {
+  const os = stridesOf(xv.shape);
+  const start = clampedStart(index, xv.shape[axis]!, uv.shape[axis]!);
+  copyStrided(uv.shape, u, 0, stridesOf(uv.shape), target, start * os[axis]!, os);
+}

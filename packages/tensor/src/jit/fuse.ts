@@ -1,0 +1,260 @@
+/**
+ * Loop fusion over a traced program: chains of elementwise ops (unary, binary, where, cast,
+ * constant fills) and the reduction they feed become one FusedKernel; broadcasts, transposes
+ * and slices of materialised buffers become strided reads inside the kernel instead of
+ * copies.
+ *
+ * Groups are grown greedily from the end of the program. A group has one iteration space S
+ * (its root's output shape, or for a reduction its input's shape). A producer joins a group
+ * when its result is read whole (no broadcast) by the group and every other reader of it
+ * either belongs to the group too or comes after the group's root (then the value is also
+ * written out, as an extra output: multi-output fusion, as for AdamW's p, m and v). Every
+ * member is evaluated at the same iteration point, so a member's value is one node, shared
+ * by all its readers in the kernel.
+ */
+import type { DType } from '../dtype.js';
+import type { FusedInput, FusedKernel, FusedNode, FusedOutput } from '../fused.js';
+import { broadcastStrides, shapesEqual, sizeOf, stridesOf, type Shape } from '../shape.js';
+import { eliminateDeadCode, opInputs, opOutputs, type Op, type Program, type View } from './program.js';
+
+export interface FusionOptions {
+  /** Dtypes the backend's fused kernels handle. */
+  dtypes: readonly DType[];
+}
+
+type ElementwiseOp = Extract<Op, { kind: 'unary' | 'binary' | 'where' | 'cast' | 'full' }>;
+type ViewOp = Extract<Op, { kind: 'transpose' | 'broadcastTo' | 'slice' }>;
+
+function isElementwise(op: Op): op is ElementwiseOp {
+  return op.kind === 'unary' || op.kind === 'binary' || op.kind === 'where' || op.kind === 'cast' || op.kind === 'full';
+}
+
+function isViewOp(op: Op): op is ViewOp {
+  return op.kind === 'transpose' || op.kind === 'broadcastTo' || op.kind === 'slice';
+}
+
+function stripLeadingOnes(s: Shape): Shape {
+  let i = 0;
+  while (i < s.length && s[i] === 1) i++;
+  return s.slice(i);
+}
+
+/** Same row-major layout: equal after dropping leading size-1 axes. */
+function sameLayout(a: Shape, b: Shape): boolean {
+  return shapesEqual(stripLeadingOnes(a), stripLeadingOnes(b));
+}
+
+export function fusePrograms(p: Program, opts: FusionOptions): Program {
+  const { vars, ops } = p;
+  const dtypes = new Set(opts.dtypes);
+  const producer = new Int32Array(vars.length).fill(-1);
+  ops.forEach((op, i) => {
+    for (const v of opOutputs(op)) producer[v] = i;
+  });
+  const consumers: number[][] = vars.map(() => []);
+  ops.forEach((op, i) => {
+    for (const x of opInputs(op)) {
+      const c = consumers[x.v]!;
+      if (c[c.length - 1] !== i) c.push(i);
+    }
+  });
+  const isOutput = new Uint8Array(vars.length);
+  for (const o of p.outputs) isOutput[o.v] = 1;
+
+  /** Output shape of an elementwise op, or the iteration space of a reduction. */
+  const spaceOf = (op: Op): Shape => {
+    switch (op.kind) {
+      case 'binary': case 'where': return op.shape;
+      case 'unary': case 'cast': return op.x.shape;
+      case 'reduce': return op.x.shape;
+      case 'full': return [vars[op.out]!.size];
+      default: throw new Error(`internal: ${op.kind} has no iteration space`);
+    }
+  };
+  const fusable = (op: Op): boolean => {
+    if (op.kind === 'reduce') return dtypes.has(op.x.dtype) && op.x.shape.length > 0 && sizeOf(op.x.shape) > 0;
+    if (!isElementwise(op)) return false;
+    const out = vars[op.out]!;
+    return dtypes.has(out.dtype) && opInputs(op).every((x) => dtypes.has(x.dtype)) && out.size > 0;
+  };
+
+  const groupOf = new Int32Array(ops.length).fill(-1);
+  interface Group { root: number; space: Shape; members: number[] }
+  const groups: Group[] = [];
+
+  for (let r = ops.length - 1; r >= 0; r--) {
+    const rootOp = ops[r]!;
+    if (groupOf[r] !== -1 || !fusable(rootOp)) continue;
+    const g: Group = { root: r, space: spaceOf(rootOp), members: [r] };
+    const gid = groups.length;
+    groups.push(g);
+    groupOf[r] = gid;
+    const S = g.space;
+    const n = sizeOf(S);
+    // Grow to a fixpoint: a producer may become eligible once its other readers have joined.
+    let grew = true;
+    while (grew) {
+      grew = false;
+      for (const m of [...g.members]) {
+        for (const x of opInputs(ops[m]!)) {
+          const pi = producer[x.v]!;
+          if (pi < 0 || groupOf[pi] !== -1) continue;
+          const pop = ops[pi]!;
+          if (!isElementwise(pop) || !fusable(pop)) continue;
+          if (sizeOf(x.shape) !== n) continue; // read with a broadcast: keep it materialised
+          const ps = spaceOf(pop);
+          if (!sameLayout(ps, S) && !opInputs(pop).every((y) => sizeOf(y.shape) === n || sizeOf(y.shape) === 1)) continue;
+          const external = consumers[x.v]!.some((c) => groupOf[c] !== gid);
+          if (external || isOutput[x.v]) {
+            // Written out as an extra output: needs the kernel's layout, and readers after the root.
+            if (!sameLayout(ps, S)) continue;
+            if (consumers[x.v]!.some((c) => groupOf[c] !== gid && c < r)) continue;
+          }
+          groupOf[pi] = gid;
+          g.members.push(pi);
+          grew = true;
+        }
+      }
+    }
+  }
+
+  const kernels = new Map<number, Op>();
+  for (let gid = 0; gid < groups.length; gid++) kernels.set(groups[gid]!.root, buildKernel(gid));
+
+  const out: Op[] = [];
+  ops.forEach((op, i) => {
+    if (groupOf[i] === -1) out.push(op);
+    else if (kernels.has(i)) out.push(kernels.get(i)!);
+  });
+  return eliminateDeadCode({ vars, ops: out, outputs: p.outputs });
+
+  function buildKernel(gid: number): Op {
+    const g = groups[gid]!;
+    const S = g.space;
+    const rank = S.length;
+    const n = sizeOf(S);
+    const nodes: FusedNode[] = [];
+    const inputs: FusedInput[] = [];
+    const inputViews: View[] = [];
+    const leafKey = new Map<string, number>();
+    const valueNode = new Map<number, number>();
+    const constKey = new Map<string, number>();
+
+    const push = (node: FusedNode): number => {
+      nodes.push(node);
+      return nodes.length - 1;
+    };
+    const constant = (value: number, dtype: DType): number => {
+      const k = `${dtype}:${Object.is(value, -0) ? '-0' : value}`;
+      let id = constKey.get(k);
+      if (id === undefined) {
+        id = push({ kind: 'const', value, dtype });
+        constKey.set(k, id);
+      }
+      return id;
+    };
+
+    /**
+     * A load of variable v, laid out as `shape`, at strides `strides` over S (and `offset`).
+     * Views made by transpose/broadcastTo/slice ops are folded into the strides.
+     */
+    const load = (v: number, shape: Shape, strides: number[], offset: number, aligned: boolean): number => {
+      let vv = v;
+      let sh = shape;
+      let st = strides;
+      let off = offset;
+      for (;;) {
+        const pi = producer[vv]!;
+        const pop = pi >= 0 ? ops[pi]! : undefined;
+        if (!aligned || !pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
+        const outShape = pop.kind === 'transpose' ? pop.perm.map((q) => pop.x.shape[q]!) : pop.kind === 'broadcastTo' ? pop.shape : pop.sizes;
+        if (!shapesEqual(sh, outShape)) break;
+        const lead = rank - sh.length; // kernel dim d reads view dim d - lead
+        const inStr = stridesOf(pop.x.shape);
+        let srcStr: number[];
+        let extra = 0;
+        if (pop.kind === 'transpose') srcStr = pop.perm.map((q) => inStr[q]!);
+        else if (pop.kind === 'broadcastTo') srcStr = broadcastStrides(pop.x.shape, pop.shape);
+        else {
+          srcStr = inStr;
+          extra = pop.starts.reduce((a, s0, k) => a + s0 * inStr[k]!, 0);
+        }
+        // A stride of 0 (broadcast by the reader) stays 0; otherwise the view's own step.
+        st = st.map((s, d) => (d < lead || s === 0 ? 0 : srcStr[d - lead]!));
+        off += extra;
+        vv = pop.x.v;
+        sh = pop.x.shape;
+      }
+      const info = vars[vv]!;
+      if (producer[vv]! >= 0) {
+        const pop = ops[producer[vv]!]!;
+        if (pop.kind === 'full') return constant(pop.value, info.dtype);
+      }
+      if (info.size === 1) st = st.map(() => 0);
+      const key = `${vv}@${off}:${st.join(',')}`;
+      let id = leafKey.get(key);
+      if (id === undefined) {
+        inputs.push({ dtype: info.dtype, offset: off, strides: st });
+        inputViews.push({ v: vv, shape: [info.size], dtype: info.dtype });
+        id = push({ kind: 'input', input: inputs.length - 1, dtype: info.dtype });
+        leafKey.set(key, id);
+      }
+      return id;
+    };
+
+    /** The value of view x as read by a member op whose own iteration shape is `opShape`. */
+    const read = (x: View, opShape: Shape): number => {
+      const pi = producer[x.v]!;
+      if (pi >= 0 && groupOf[pi] === gid) return value(pi);
+      if (sameLayout(opShape, S)) {
+        return load(x.v, x.shape, broadcastStrides(x.shape, S), 0, true);
+      }
+      // The member is a reshape of S: its inputs are read whole or are scalars.
+      const st = sizeOf(x.shape) === 1 ? new Array<number>(rank).fill(0) : stridesOf(S);
+      return load(x.v, x.shape, st, 0, false);
+    };
+
+    function value(i: number): number {
+      const cached = valueNode.get(i);
+      if (cached !== undefined) return cached;
+      const op = ops[i]!;
+      const dtype = vars[opOutputs(op)[0]!]!.dtype;
+      const sp = op.kind === 'reduce' ? S : spaceOf(op);
+      let id: number;
+      switch (op.kind) {
+        case 'unary': id = push({ kind: 'unary', op: op.op, a: read(op.x, sp), dtype }); break;
+        case 'binary': id = push({ kind: 'binary', op: op.op, a: read(op.a, sp), b: read(op.b, sp), dtype }); break;
+        case 'where': id = push({ kind: 'where', cond: read(op.cond, sp), a: read(op.a, sp), b: read(op.b, sp), dtype }); break;
+        case 'cast': id = push({ kind: 'cast', a: read(op.x, sp), dtype }); break;
+        case 'full': id = constant(op.value, dtype); break;
+        case 'reduce': id = read(op.x, S); break;
+        default: throw new Error(`internal: ${op.kind} in a fused group`);
+      }
+      valueNode.set(i, id);
+      return id;
+    }
+
+    const outputs: FusedOutput[] = [];
+    const outVars: number[] = [];
+    const rootOp = ops[g.root]!;
+    let reduceAxes: number[] = [];
+    if (rootOp.kind === 'reduce') {
+      reduceAxes = [...rootOp.axes];
+      outputs.push({ node: value(g.root), reduce: rootOp.op, dtype: vars[rootOp.out]!.dtype });
+      outVars.push(rootOp.out);
+    }
+    // Members read after the group (or returned) are written out; in program order.
+    for (const m of [...g.members].sort((a, b) => a - b)) {
+      const op = ops[m]!;
+      if (op.kind === 'reduce') continue;
+      const v = opOutputs(op)[0]!;
+      const needed = m === g.root || isOutput[v] || consumers[v]!.some((c) => groupOf[c] !== gid);
+      if (!needed) continue;
+      outputs.push({ node: value(m), dtype: vars[v]!.dtype });
+      outVars.push(v);
+    }
+    const kernel: FusedKernel = { shape: [...S], reduceAxes, inputs, nodes, outputs };
+    void n;
+    return { kind: 'fused', kernel, inputs: inputViews, outs: outVars };
+  }
+}

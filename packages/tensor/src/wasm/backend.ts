@@ -1,0 +1,318 @@
+/**
+ * The WebAssembly CPU backend: float32 (and int32/bool) kernels in WebAssembly SIMD128 over
+ * one linear memory, the default for float32 work on the CPU.
+ *
+ * - Elementwise ops, casts and reductions, eager or fused by `jit`, all go through the one
+ *   code generator (codegen.ts); kernels are compiled on first use and cached.
+ * - matmul runs the packed-panel SIMD kernels of the static module (matmul.ts).
+ * - Movement ops (transpose, slice, pad, concat, broadcast, gather, scatter) are strided copies
+ *   done in place on the memory, with the JS CPU backend's copy routines.
+ * - float64 stays correct rather than fast: it runs the JS CPU backend's kernels on views of
+ *   the same memory, so the oracle's semantics hold bit for bit.
+ */
+import type {
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp,
+} from '../backend.js';
+import { binary as jsBinary, castTyped, unary as jsUnary, where as jsWhere } from '../cpu/elementwise.js';
+import { matmul as jsMatmul } from '../cpu/matmul.js';
+import { clampedStart, gather as jsGather, scatterAdd as jsScatterAdd } from '../cpu/movement.js';
+import { reduce as jsReduce } from '../cpu/reduce.js';
+import { copyStrided } from '../cpu/strided.js';
+import { DTYPES, type DType, type TypedArray } from '../dtype.js';
+import { fusedOutputSize, type FusedKernel, type FusedNode } from '../fused.js';
+import { runFusedReference } from '../fused-reference.js';
+import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
+import { bitsToUnitFloat, threefry2x32 } from '../threefry.js';
+import { MAX_PAGES, WasmBuffer, WasmHeap, type HeapStats } from './heap.js';
+import { KernelCache } from './kernels.js';
+
+const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1, float64: 8 };
+const ARITH = new Set<string>(['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum']);
+
+export interface WasmBackendOptions {
+  /** Initial memory in 64 KiB pages (it grows on demand up to 4 GiB). */
+  initialPages?: number;
+}
+
+export interface WasmBackendStats extends BackendStats, HeapStats {
+  compiledKernels: number;
+}
+
+export class WasmBackend implements Backend {
+  readonly name = 'wasm';
+  readonly heap: WasmHeap;
+  private readonly kernels: KernelCache;
+
+  constructor(options: WasmBackendOptions = {}) {
+    this.heap = new WasmHeap(false, options.initialPages ?? 64);
+    this.kernels = new KernelCache(this.heap.memory, { module: 'env', name: 'memory', initial: 1, maximum: MAX_PAGES, shared: this.heap.shared });
+  }
+
+  supportsDType(dtype: DType): boolean {
+    return DTYPES.includes(dtype);
+  }
+
+  // ------------------------------------------------------------------ buffers
+
+  private own(buf: BackendBuffer, op: string): WasmBuffer {
+    if (!(buf instanceof WasmBuffer)) throw new Error(`${op}: input is not a wasm backend buffer`);
+    if (buf.freed) throw new Error(`${op}: input buffer was already freed`);
+    return buf;
+  }
+
+  private alloc(size: number, dtype: DType): WasmBuffer {
+    return this.heap.alloc(size * BYTES[dtype]);
+  }
+
+  /** A typed-array view of `size` elements of a buffer (valid until the memory grows). */
+  view(buf: BackendBuffer, dtype: DType, size: number, op = 'view'): TypedArray {
+    const b = this.own(buf, op);
+    const mem = this.heap.memory.buffer;
+    switch (dtype) {
+      case 'float32': return new Float32Array(mem, b.ptr, size);
+      case 'float64': return new Float64Array(mem, b.ptr, size);
+      case 'int32': return new Int32Array(mem, b.ptr, size);
+      case 'bool': return new Uint8Array(mem, b.ptr, size);
+    }
+  }
+
+  private data(x: BufferView, op: string): TypedArray {
+    return this.view(x.buf, x.dtype, sizeOf(x.shape), op);
+  }
+
+  /** Copies a JS-computed result into a new buffer. */
+  private adopt(data: TypedArray, dtype: DType): WasmBuffer {
+    const out = this.alloc(data.length, dtype);
+    this.view(out, dtype, data.length).set(data as never);
+    return out;
+  }
+
+  fromTyped(data: TypedArray, dtype: DType): BackendBuffer {
+    const out = this.alloc(data.length, dtype);
+    const v = this.view(out, dtype, data.length);
+    if (dtype === 'bool') for (let i = 0; i < data.length; i++) v[i] = data[i] ? 1 : 0;
+    else if (data instanceof Uint8Array || dtype !== dtypeOf(data)) v.set(castTyped(data, dtypeOf(data), dtype) as never);
+    else v.set(data as never);
+    return out;
+  }
+
+  full(size: number, dtype: DType, value: number): BackendBuffer {
+    const out = this.alloc(size, dtype);
+    const v = dtype === 'bool' ? (value !== 0 ? 1 : 0) : dtype === 'int32' ? Math.trunc(value) : value;
+    this.view(out, dtype, size).fill(v);
+    return out;
+  }
+
+  async read(buf: BackendBuffer, dtype: DType, size: number): Promise<TypedArray> {
+    return this.readSync(buf, dtype, size);
+  }
+
+  readSync(buf: BackendBuffer, dtype: DType, size: number): TypedArray {
+    const b = this.own(buf, 'read');
+    if (size * BYTES[dtype] > b.bytes) throw new Error(`wasm backend: read of ${size} ${dtype} elements from a buffer of ${b.bytes} bytes`);
+    return this.view(b, dtype, size).slice();
+  }
+
+  free(buf: BackendBuffer): void {
+    if (!(buf instanceof WasmBuffer)) throw new Error('wasm backend: free of a buffer this backend did not allocate');
+    this.heap.free(buf);
+  }
+
+  stats(): WasmBackendStats {
+    const h = this.heap.stats();
+    return { ...h, compiledKernels: this.kernels.size };
+  }
+
+  // ------------------------------------------------------------------ fused kernels
+
+  runFused(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[] {
+    const ins = inputs.map((b) => this.own(b, 'runFused'));
+    const outs = kernel.outputs.map((o) => this.alloc(fusedOutputSize(kernel, o), o.dtype));
+    if (sizeOf(kernel.shape) === 0) {
+      // An empty space: elementwise outputs are empty, sums over nothing are 0.
+      kernel.outputs.forEach((o, j) => {
+        if (o.reduce) this.view(outs[j]!, o.dtype, fusedOutputSize(kernel, o)).fill(0);
+      });
+      return outs;
+    }
+    const c = this.kernels.get(kernel);
+    if (!c) {
+      const results = runFusedReference(kernel, ins.map((b, i) => this.whole(b, kernel.inputs[i]!.dtype)));
+      results.forEach((r, j) => this.view(outs[j]!, kernel.outputs[j]!.dtype, r.length).set(r as never));
+      return outs;
+    }
+    const args = [...ins.map((b) => b.ptr), ...outs.map((b) => b.ptr), 0, c.plan.parallelExtent];
+    c.fn(...args);
+    return outs;
+  }
+
+  /** Every element a buffer holds, as its dtype (for kernels reading it through strides). */
+  private whole(b: WasmBuffer, dtype: DType): TypedArray {
+    return this.view(b, dtype, Math.floor(b.bytes / BYTES[dtype]));
+  }
+
+  private elementwise(shape: Shape, operands: readonly BufferView[], node: (loads: number[]) => FusedNode[], outDtype: DType): BackendBuffer {
+    const nodes: FusedNode[] = operands.map((x, i) => ({ kind: 'input', input: i, dtype: x.dtype }));
+    const extra = node(operands.map((_, i) => i));
+    nodes.push(...extra);
+    const kernel: FusedKernel = {
+      shape: [...shape],
+      reduceAxes: [],
+      inputs: operands.map((x) => ({ dtype: x.dtype, offset: 0, strides: broadcastStrides(x.shape, shape) })),
+      nodes,
+      outputs: [{ node: nodes.length - 1, dtype: outDtype }],
+    };
+    return this.runFused(kernel, operands.map((x) => x.buf))[0]!;
+  }
+
+  // ------------------------------------------------------------------ elementwise
+
+  unary(op: UnaryOp, x: BufferView): BackendBuffer {
+    if (x.dtype === 'float64') return this.adopt(jsUnary(op, x, this.data(x, op)), x.dtype);
+    return this.elementwise(x.shape, [x], () => [{ kind: 'unary', op, a: 0, dtype: x.dtype }], x.dtype);
+  }
+
+  binary(op: BinaryOp | CompareOp | LogicalOp, a: BufferView, b: BufferView, outShape: Shape): BackendBuffer {
+    const outDtype: DType = ARITH.has(op) ? a.dtype : 'bool';
+    if (a.dtype === 'float64') return this.adopt(jsBinary(op, a, this.data(a, op), b, this.data(b, op), outShape), outDtype);
+    return this.elementwise(outShape, [a, b], () => [{ kind: 'binary', op, a: 0, b: 1, dtype: outDtype }], outDtype);
+  }
+
+  where(cond: BufferView, a: BufferView, b: BufferView, outShape: Shape): BackendBuffer {
+    if (a.dtype === 'float64') {
+      return this.adopt(jsWhere(cond, this.data(cond, 'where'), a, this.data(a, 'where'), b, this.data(b, 'where'), outShape), a.dtype);
+    }
+    return this.elementwise(outShape, [cond, a, b], () => [{ kind: 'where', cond: 0, a: 1, b: 2, dtype: a.dtype }], a.dtype);
+  }
+
+  cast(x: BufferView, dtype: DType): BackendBuffer {
+    if (x.dtype === 'float64' || dtype === 'float64') return this.adopt(castTyped(this.data(x, 'cast'), x.dtype, dtype), dtype);
+    return this.elementwise(x.shape, [x], () => [{ kind: 'cast', a: 0, dtype }], dtype);
+  }
+
+  reduce(op: ReduceOp, x: BufferView, axes: readonly number[]): BackendBuffer {
+    if (x.dtype === 'float64' || x.dtype === 'bool') return this.adopt(jsReduce(op, x, this.data(x, op), axes), op === 'argmax' || op === 'argmin' ? 'int32' : x.dtype);
+    const dtype: DType = op === 'argmax' || op === 'argmin' ? 'int32' : x.dtype;
+    const kernel: FusedKernel = {
+      shape: [...x.shape],
+      reduceAxes: [...axes],
+      inputs: [{ dtype: x.dtype, offset: 0, strides: stridesOf(x.shape) }],
+      nodes: [{ kind: 'input', input: 0, dtype: x.dtype }],
+      outputs: [{ node: 0, reduce: op, dtype }],
+    };
+    return this.runFused(kernel, [x.buf])[0]!;
+  }
+
+  // ------------------------------------------------------------------ matmul
+
+  matmul(a: BufferView, b: BufferView, transA: boolean, transB: boolean, batchShape: Shape): BackendBuffer {
+    return this.adopt(jsMatmul(a, this.data(a, 'matmul'), b, this.data(b, 'matmul'), transA, transB, batchShape), a.dtype);
+  }
+
+  // ------------------------------------------------------------------ movement
+
+  private copy(x: BufferView, outSize: number, shape: Shape, srcOff: number, srcStrides: readonly number[], dstOff: number, dstStrides: readonly number[], zero = false): WasmBuffer {
+    const out = this.alloc(outSize, x.dtype);
+    const dst = this.view(out, x.dtype, outSize);
+    if (zero) dst.fill(0);
+    copyStrided(shape, this.data(x, 'copy'), srcOff, srcStrides, dst, dstOff, dstStrides);
+    return out;
+  }
+
+  transpose(x: BufferView, perm: readonly number[]): BackendBuffer {
+    const xs = stridesOf(x.shape);
+    const outShape = perm.map((p) => x.shape[p]!);
+    return this.copy(x, sizeOf(x.shape), outShape, 0, perm.map((p) => xs[p]!), 0, stridesOf(outShape));
+  }
+
+  broadcastTo(x: BufferView, shape: Shape): BackendBuffer {
+    return this.copy(x, sizeOf(shape), shape, 0, broadcastStrides(x.shape, shape), 0, stridesOf(shape));
+  }
+
+  slice(x: BufferView, starts: readonly number[], sizes: readonly number[]): BackendBuffer {
+    const xs = stridesOf(x.shape);
+    const off = starts.reduce((a, s, i) => a + s * xs[i]!, 0);
+    return this.copy(x, sizeOf(sizes), sizes, off, xs, 0, stridesOf(sizes));
+  }
+
+  pad(x: BufferView, before: readonly number[], after: readonly number[]): BackendBuffer {
+    const outShape = x.shape.map((d, i) => before[i]! + d + after[i]!);
+    const os = stridesOf(outShape);
+    const off = before.reduce((a, s, i) => a + s * os[i]!, 0);
+    return this.copy(x, sizeOf(outShape), x.shape, 0, stridesOf(x.shape), off, os, true);
+  }
+
+  concat(xs: readonly BufferView[], axis: number): BackendBuffer {
+    const first = xs[0]!;
+    const outShape = [...first.shape];
+    outShape[axis] = xs.reduce((s, v) => s + v.shape[axis]!, 0);
+    const os = stridesOf(outShape);
+    const n = sizeOf(outShape);
+    const out = this.alloc(n, first.dtype);
+    let at = 0;
+    for (const v of xs) {
+      // Views are made after the allocation: it may have grown the memory.
+      copyStrided(v.shape, this.data(v, 'concat'), 0, stridesOf(v.shape), this.view(out, first.dtype, n), at * os[axis]!, os);
+      at += v.shape[axis]!;
+    }
+    return out;
+  }
+
+  gather(x: BufferView, indices: BufferView, axis: number): BackendBuffer {
+    return this.adopt(jsGather(x, this.data(x, 'gather'), indices, this.data(indices, 'gather'), axis), x.dtype);
+  }
+
+  scatterAdd(updates: BufferView, indices: BufferView, axis: number, outShape: Shape): BackendBuffer {
+    return this.adopt(jsScatterAdd(updates, this.data(updates, 'scatterAdd'), indices, this.data(indices, 'scatterAdd'), axis, outShape), updates.dtype);
+  }
+
+  randomUniform(key: readonly [number, number], size: number, dtype: DType): BackendBuffer {
+    if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`randomUniform: dtype must be float32 or float64, got ${dtype}`);
+    const out = this.alloc(size, dtype);
+    const v = this.view(out, dtype, size);
+    for (let p = 0; 2 * p < size; p++) {
+      const [x0, x1] = threefry2x32(key[0], key[1], p, 0);
+      v[2 * p] = bitsToUnitFloat(x0);
+      if (2 * p + 1 < size) v[2 * p + 1] = bitsToUnitFloat(x1);
+    }
+    return out;
+  }
+
+  private index(index: BufferView, op: string): number {
+    if (index.dtype !== 'int32' || sizeOf(index.shape) !== 1) throw new Error(`${op}: index must be one int32`);
+    return this.data(index, op)[0]!;
+  }
+
+  dynamicSlice(x: BufferView, index: BufferView, axis: number, size: number): BackendBuffer {
+    const start = clampedStart(this.index(index, 'dynamicSlice'), x.shape[axis]!, size);
+    const xs = stridesOf(x.shape);
+    const sizes = x.shape.map((d, i) => (i === axis ? size : d));
+    return this.copy(x, sizeOf(sizes), sizes, start * xs[axis]!, xs, 0, stridesOf(sizes));
+  }
+
+  dynamicUpdateSlice(x: BufferView, update: BufferView, index: BufferView, axis: number, reuse: boolean): BackendBuffer {
+    const start = clampedStart(this.index(index, 'dynamicUpdateSlice'), x.shape[axis]!, update.shape[axis]!);
+    const n = sizeOf(x.shape);
+    let out: WasmBuffer;
+    if (reuse) {
+      out = this.own(x.buf, 'dynamicUpdateSlice');
+    } else {
+      out = this.alloc(n, x.dtype);
+      this.view(out, x.dtype, n).set(this.data(x, 'dynamicUpdateSlice') as never);
+    }
+    const os = stridesOf(x.shape);
+    copyStrided(update.shape, this.data(update, 'dynamicUpdateSlice'), 0, stridesOf(update.shape), this.view(out, x.dtype, n), start * os[axis]!, os);
+    return out;
+  }
+}
+
+function dtypeOf(a: TypedArray): DType {
+  if (a instanceof Float32Array) return 'float32';
+  if (a instanceof Float64Array) return 'float64';
+  if (a instanceof Int32Array) return 'int32';
+  return 'bool';
+}
+
+export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
+  return new WasmBackend(options);
+}
