@@ -2,10 +2,10 @@
  * @softgrad/tensor — immutable tensors, functional autodiff over pytrees, a float64-capable
  * CPU backend (the oracle), and the backend interface other backends (WebGPU) implement.
  */
-import { createCpuBackend } from './cpu/index.js';
+import { createDefaultCpuBackend } from './default-backend.js';
 import { setDefaultBackendFactory } from './tensor.js';
 
-setDefaultBackendFactory(createCpuBackend);
+setDefaultBackendFactory(createDefaultCpuBackend);
 
 export type {
   Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp,
@@ -32,4 +32,6 @@ export { scope } from './scope.js';
 export { treeLeaves, treeMap, treeZipMap, treeDispose, type Pytree } from './pytree.js';
 export { PRNGKey, key, split, foldIn, uniform, normal, gumbel, categorical, type KeyExpr, type RandomOptions } from './random.js';
 export { createCpuBackend, CpuBackend } from './cpu/index.js';
+export { createWasmBackend, WasmBackend, type WasmBackendOptions, type WasmBackendStats } from './wasm/backend.js';
+export { createDefaultCpuBackend, defaultCpuBackendKind } from './default-backend.js';
 export { checkGrads, mulberry32, type CheckGradsOptions } from './testing.js';

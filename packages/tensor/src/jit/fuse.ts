@@ -155,46 +155,61 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
     };
 
     /**
-     * A load of variable v, laid out as `shape`, at strides `strides` over S (and `offset`).
-     * Views made by transpose/broadcastTo/slice ops are folded into the strides.
+     * A load of variable v, laid out as `shape`. `aligned`: the reader broadcasts `shape`
+     * against S (right-aligned, numpy rules); otherwise it reads v flat, in S's row-major
+     * order, with `flatStrides`. Views made by transpose/broadcastTo/slice ops in front of an
+     * aligned read are folded in by tracking, for each kernel axis, the view axis it moves
+     * and the view coordinate of the kernel's first point.
      */
-    const load = (v: number, shape: Shape, strides: number[], offset: number, aligned: boolean): number => {
+    const load = (v: number, shape: Shape, aligned: boolean, flatStrides: number[]): number => {
       let vv = v;
       let sh = shape;
-      let st = strides;
-      let off = offset;
-      for (;;) {
-        const pi = producer[vv]!;
-        const pop = pi >= 0 ? ops[pi]! : undefined;
-        if (!aligned || !pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
-        const outShape = pop.kind === 'transpose' ? pop.perm.map((q) => pop.x.shape[q]!) : pop.kind === 'broadcastTo' ? pop.shape : pop.sizes;
-        if (!shapesEqual(sh, outShape)) break;
-        const lead = rank - sh.length; // kernel dim d reads view dim d - lead
-        const inStr = stridesOf(pop.x.shape);
-        let srcStr: number[];
-        let extra = 0;
-        if (pop.kind === 'transpose') srcStr = pop.perm.map((q) => inStr[q]!);
-        else if (pop.kind === 'broadcastTo') srcStr = broadcastStrides(pop.x.shape, pop.shape);
-        else {
-          srcStr = inStr;
-          extra = pop.starts.reduce((a, s0, k) => a + s0 * inStr[k]!, 0);
+      let strides: number[];
+      let offset = 0;
+      if (aligned) {
+        // axisOf[d]: the view axis kernel axis d moves (−1: broadcast); base: view coordinate at index 0.
+        const lead = rank - sh.length;
+        let axisOf = S.map((_, d) => (d < lead || sh[d - lead] === 1 ? -1 : d - lead));
+        let base = sh.map(() => 0);
+        for (;;) {
+          const pi = producer[vv]!;
+          const pop = pi >= 0 ? ops[pi]! : undefined;
+          if (!pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
+          const inShape = pop.x.shape;
+          if (pop.kind === 'slice') {
+            if (!shapesEqual(sh, pop.sizes)) break;
+            base = base.map((b, k) => b + pop.starts[k]!);
+          } else if (pop.kind === 'transpose') {
+            if (!shapesEqual(sh, pop.perm.map((q) => inShape[q]!))) break;
+            axisOf = axisOf.map((k) => (k < 0 ? -1 : pop.perm[k]!));
+            const nb = inShape.map(() => 0);
+            pop.perm.forEach((q, k) => (nb[q] = base[k]!));
+            base = nb;
+          } else {
+            if (!shapesEqual(sh, pop.shape)) break;
+            const off = pop.shape.length - inShape.length;
+            axisOf = axisOf.map((k) => (k < off || inShape[k - off] === 1 ? -1 : k - off));
+            base = inShape.map((dim, k) => (dim === 1 ? 0 : base[k + off]!));
+          }
+          vv = pop.x.v;
+          sh = inShape;
         }
-        // A stride of 0 (broadcast by the reader) stays 0; otherwise the view's own step.
-        st = st.map((s, d) => (d < lead || s === 0 ? 0 : srcStr[d - lead]!));
-        off += extra;
-        vv = pop.x.v;
-        sh = pop.x.shape;
+        const vs = stridesOf(sh);
+        strides = axisOf.map((k) => (k < 0 ? 0 : vs[k]!));
+        offset = base.reduce((a, b, k) => a + b * vs[k]!, 0);
+      } else {
+        strides = flatStrides;
       }
       const info = vars[vv]!;
       if (producer[vv]! >= 0) {
         const pop = ops[producer[vv]!]!;
         if (pop.kind === 'full') return constant(pop.value, info.dtype);
       }
-      if (info.size === 1) st = st.map(() => 0);
-      const key = `${vv}@${off}:${st.join(',')}`;
+      if (info.size === 1) strides = strides.map(() => 0);
+      const key = `${vv}@${offset}:${strides.join(',')}`;
       let id = leafKey.get(key);
       if (id === undefined) {
-        inputs.push({ dtype: info.dtype, offset: off, strides: st });
+        inputs.push({ dtype: info.dtype, offset, strides });
         inputViews.push({ v: vv, shape: [info.size], dtype: info.dtype });
         id = push({ kind: 'input', input: inputs.length - 1, dtype: info.dtype });
         leafKey.set(key, id);
@@ -206,12 +221,9 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
     const read = (x: View, opShape: Shape): number => {
       const pi = producer[x.v]!;
       if (pi >= 0 && groupOf[pi] === gid) return value(pi);
-      if (sameLayout(opShape, S)) {
-        return load(x.v, x.shape, broadcastStrides(x.shape, S), 0, true);
-      }
+      if (sameLayout(opShape, S)) return load(x.v, x.shape, true, []);
       // The member is a reshape of S: its inputs are read whole or are scalars.
-      const st = sizeOf(x.shape) === 1 ? new Array<number>(rank).fill(0) : stridesOf(S);
-      return load(x.v, x.shape, st, 0, false);
+      return load(x.v, x.shape, false, sizeOf(x.shape) === 1 ? new Array<number>(rank).fill(0) : stridesOf(S));
     };
 
     function value(i: number): number {

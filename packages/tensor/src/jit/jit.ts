@@ -57,6 +57,8 @@ export type Jitted<F extends (...args: any[]) => any> = F & {
   /** Number of traces so far. */
   readonly traceCount: number;
   stats(): JitStats;
+  /** The most recently run program (its ops and fused kernels), for inspection. */
+  lastProgram(): Program | undefined;
   /** Free every compiled program (constants and captured tensors); the function stays usable. */
   dispose(): void;
   [Symbol.dispose](): void;
@@ -274,6 +276,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions
     traces, replays, cached: cache.size,
     ops: last?.exec.counts.ops ?? 0, fusedKernels: last?.exec.counts.fused ?? 0,
   });
+  jitted.lastProgram = () => last?.exec.program;
   jitted.dispose = () => {
     for (const c of cache.values()) c.exec.dispose();
     cache.clear();

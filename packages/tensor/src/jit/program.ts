@@ -184,8 +184,9 @@ export class Executable {
     });
     const view = (x: View): BufferView => ({ buf: env[x.v]!, shape: x.shape, dtype: x.dtype });
     const free = (v: number, keep?: BackendBuffer): void => {
+      if (this.isOutput[v]) return;
       const b = env[v];
-      if (owned[v] && !this.isOutput[v] && b !== undefined && b !== keep) be.free(b);
+      if (owned[v] && b !== undefined && b !== keep) be.free(b);
       env[v] = undefined;
     };
     try {

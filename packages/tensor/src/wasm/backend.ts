@@ -25,6 +25,10 @@ import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { bitsToUnitFloat, threefry2x32 } from '../threefry.js';
 import { MAX_PAGES, WasmBuffer, WasmHeap, type HeapStats } from './heap.js';
 import { KernelCache } from './kernels.js';
+import { DEFAULT_GEMM, gemmScratch } from './matmul.js';
+import { relaxedProbeBytes, type StaticVariant } from './static-module.js';
+import { STATIC_KERNELS } from './static-kernels.generated.js';
+import { ThreadPool, workerThreadsSync, type KernelFunction } from './threads.js';
 
 const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1, float64: 8 };
 const ARITH = new Set<string>(['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum']);
@@ -32,6 +36,29 @@ const ARITH = new Set<string>(['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'mi
 export interface WasmBackendOptions {
   /** Initial memory in 64 KiB pages (it grows on demand up to 4 GiB). */
   initialPages?: number;
+  /**
+   * Threads that compute together (this one plus workers over shared memory). Default: the
+   * SOFTGRAD_THREADS environment variable, else min(4, available cores). Results are the same
+   * for any count. Without worker threads (browsers) it is 1.
+   */
+  threads?: number;
+}
+
+/** Loop points below which a kernel is not worth splitting across threads (a hand-off costs a few µs). */
+const PARALLEL_MIN_POINTS = 32768;
+/** Multiply-adds below which a matmul runs on one thread. */
+const PARALLEL_MIN_MACS = 1 << 18;
+
+function defaultThreads(): number {
+  const env = typeof process !== 'undefined' ? process.env?.['SOFTGRAD_THREADS'] : undefined;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`SOFTGRAD_THREADS=${env}: expected a positive integer`);
+    return n;
+  }
+  const os = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:os') as
+    { availableParallelism?: () => number } | undefined;
+  return Math.max(1, Math.min(4, os?.availableParallelism?.() ?? 1));
 }
 
 export interface WasmBackendStats extends BackendStats, HeapStats {
@@ -41,11 +68,59 @@ export interface WasmBackendStats extends BackendStats, HeapStats {
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
   readonly heap: WasmHeap;
+  readonly threads: number;
+  /** Whether the runtime has relaxed SIMD (then matmul uses fused multiply-adds). */
+  readonly relaxedSimd: boolean;
   private readonly kernels: KernelCache;
+  private readonly pool: ThreadPool | null;
+  private readonly gemm: KernelFunction;
+  private readonly gemv: KernelFunction;
+  /** Packing scratch per thread. */
+  private readonly scratch: { packA: number; packB: number; tile: number }[] = [];
+  private readonly registered = new WeakMap<WebAssembly.Module, KernelFunction>();
 
   constructor(options: WasmBackendOptions = {}) {
-    this.heap = new WasmHeap(false, options.initialPages ?? 64);
-    this.kernels = new KernelCache(this.heap.memory, { module: 'env', name: 'memory', initial: 1, maximum: MAX_PAGES, shared: this.heap.shared });
+    const wanted = options.threads ?? defaultThreads();
+    if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`wasm backend: threads must be a positive integer, got ${wanted}`);
+    const wt = wanted > 1 ? workerThreadsSync() : undefined;
+    const shared = wt !== undefined && typeof SharedArrayBuffer !== 'undefined';
+    this.heap = new WasmHeap(shared, options.initialPages ?? 64);
+    this.pool = shared ? ThreadPool.create(wt, this.heap.memory, wanted, 0) : null;
+    this.threads = this.pool?.threads ?? 1;
+    const memoryImport = { module: 'env', name: 'memory', initial: 1, maximum: MAX_PAGES, shared: this.heap.shared };
+    this.kernels = new KernelCache(this.heap.memory, memoryImport);
+    this.relaxedSimd = WebAssembly.validate(relaxedProbeBytes() as BufferSource);
+    const variant: StaticVariant = `${this.relaxedSimd ? 'relaxed' : 'simd'}${this.heap.shared ? '-shared' : ''}`;
+    const module = new WebAssembly.Module(decodeBase64(STATIC_KERNELS[variant]!) as BufferSource);
+    const inst = new WebAssembly.Instance(module, { env: { memory: this.heap.memory } });
+    this.gemm = this.kernelFunction(module, 'gemm', inst.exports['gemm'] as (...args: number[]) => void);
+    this.gemv = this.kernelFunction(module, 'gemv', inst.exports['gemv'] as (...args: number[]) => void);
+    const sc = gemmScratch(DEFAULT_GEMM);
+    for (let t = 0; t < this.threads; t++) {
+      this.scratch.push({ packA: this.heap.reserve(sc.packA * 4), packB: this.heap.reserve(sc.packB * 4), tile: this.heap.reserve(sc.tile * 4) });
+    }
+  }
+
+  private kernelFunction(module: WebAssembly.Module, name: string, fn: (...args: number[]) => void): KernelFunction {
+    return this.pool ? this.pool.register(module, name, fn) : { id: -1, module, name, fn };
+  }
+
+  /** Runs `k` over [0, extent) of its last two arguments, split across threads when worth it. */
+  private runSplit(k: KernelFunction, head: readonly number[], extent: number, work: number, align: number): void {
+    const T = this.pool && extent >= 2 && work >= PARALLEL_MIN_POINTS ? Math.min(this.threads, extent) : 1;
+    if (T === 1) {
+      k.fn(...head, 0, extent);
+      return;
+    }
+    const chunk = Math.ceil(extent / T / align) * align;
+    const args: number[][] = [];
+    for (let b = 0; b < extent; b += chunk) args.push([...head, b, Math.min(extent, b + chunk)]);
+    this.pool!.run(k, args);
+  }
+
+  /** Stops the worker threads (the backend must not be used afterwards). */
+  destroy(): void {
+    this.pool?.destroy();
   }
 
   supportsDType(dtype: DType): boolean {
@@ -141,8 +216,14 @@ export class WasmBackend implements Backend {
       results.forEach((r, j) => this.view(outs[j]!, kernel.outputs[j]!.dtype, r.length).set(r as never));
       return outs;
     }
-    const args = [...ins.map((b) => b.ptr), ...outs.map((b) => b.ptr), 0, c.plan.parallelExtent];
-    c.fn(...args);
+    let kf = this.registered.get(c.module);
+    if (!kf) {
+      kf = this.kernelFunction(c.module, 'k', c.fn);
+      this.registered.set(c.module, kf);
+    }
+    const p = c.plan;
+    const innerParallel = p.parallelDim === p.dims.length - 1;
+    this.runSplit(kf, [...ins.map((b) => b.ptr), ...outs.map((b) => b.ptr)], p.parallelExtent, p.parallelExtent * c.workPerUnit, innerParallel ? 4 : 1);
     return outs;
   }
 
@@ -206,7 +287,85 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------ matmul
 
   matmul(a: BufferView, b: BufferView, transA: boolean, transB: boolean, batchShape: Shape): BackendBuffer {
-    return this.adopt(jsMatmul(a, this.data(a, 'matmul'), b, this.data(b, 'matmul'), transA, transB, batchShape), a.dtype);
+    if (a.dtype !== 'float32') return this.adopt(jsMatmul(a, this.data(a, 'matmul'), b, this.data(b, 'matmul'), transA, transB, batchShape), a.dtype);
+    const ra = a.shape.length;
+    const rb = b.shape.length;
+    const M = transA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+    const K = transA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+    const N = transB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+    const nBatch = sizeOf(batchShape);
+    const out = this.alloc(nBatch * M * N, 'float32');
+    if (nBatch * M * N === 0) return out;
+    const pa = this.own(a.buf, 'matmul').ptr;
+    const pb = this.own(b.buf, 'matmul').ptr;
+    if (K === 0) {
+      this.view(out, 'float32', nBatch * M * N).fill(0);
+      return out;
+    }
+    const ars = transA ? 1 : K;
+    const acs = transA ? M : 1;
+    const brs = transB ? 1 : N;
+    const bcs = transB ? K : 1;
+    const aBatch = a.shape.slice(0, ra - 2);
+    const bBatch = b.shape.slice(0, rb - 2);
+    // x[b, M, K] · w[K, N]: the batch rows of A are contiguous, so one product packs w once.
+    if (!transA && sizeOf(bBatch) === 1 && sizeOf(aBatch) === nBatch) {
+      this.product(nBatch * M, N, K, pa, ars, acs, pb, brs, bcs, out.ptr);
+      return out;
+    }
+    const aStr = broadcastStrides(aBatch, batchShape);
+    const bStr = broadcastStrides(bBatch, batchShape);
+    const rank = batchShape.length;
+    const idx = new Array<number>(rank).fill(0);
+    let aOff = 0;
+    let bOff = 0;
+    for (let t = 0; t < nBatch; t++) {
+      this.product(M, N, K, pa + aOff * M * K * 4, ars, acs, pb + bOff * K * N * 4, brs, bcs, out.ptr + t * M * N * 4);
+      for (let d = rank - 1; d >= 0; d--) {
+        aOff += aStr[d]!;
+        bOff += bStr[d]!;
+        if (++idx[d]! < batchShape[d]!) break;
+        aOff -= aStr[d]! * batchShape[d]!;
+        bOff -= bStr[d]! * batchShape[d]!;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+
+  /** C[M,N] (contiguous at c) = A·B for one matrix pair (byte pointers, element strides). */
+  private product(M: number, N: number, K: number, a: number, ars: number, acs: number, b: number, brs: number, bcs: number, c: number): void {
+    const macs = M * N * K;
+    if (M === 1) {
+      this.runSplit(this.gemv, [N, K, a, acs, b, brs, bcs, c], N, macs >= PARALLEL_MIN_MACS ? Infinity : 0, 4);
+      return;
+    }
+    if (N === 1) {
+      // c = A·b is the one-row product bᵀ·Aᵀ.
+      this.runSplit(this.gemv, [M, K, b, brs, a, acs, ars, c], M, macs >= PARALLEL_MIN_MACS ? Infinity : 0, 4);
+      return;
+    }
+    const nr = DEFAULT_GEMM.nv * 4;
+    const mr = DEFAULT_GEMM.mr;
+    const T = this.pool && macs >= PARALLEL_MIN_MACS ? this.threads : 1;
+    const call = (t: number, m0: number, m1: number, n0: number, n1: number): number[] => {
+      const s = this.scratch[t]!;
+      return [M, N, K, a, ars, acs, b, brs, bcs, c, N, s.packA, s.packB, s.tile, m0, m1, n0, n1];
+    };
+    if (T === 1) {
+      this.gemm.fn(...call(0, 0, M, 0, N));
+      return;
+    }
+    // Split the wider of N and M into panel-aligned ranges; each C element is summed in one order.
+    const args: number[][] = [];
+    if (N / nr >= M / mr) {
+      const chunk = Math.ceil(N / T / nr) * nr;
+      for (let n0 = 0, t = 0; n0 < N; n0 += chunk, t++) args.push(call(t, 0, M, n0, Math.min(N, n0 + chunk)));
+    } else {
+      const chunk = Math.ceil(M / T / mr) * mr;
+      for (let m0 = 0, t = 0; m0 < M; m0 += chunk, t++) args.push(call(t, m0, Math.min(M, m0 + chunk), 0, N));
+    }
+    this.pool!.run(this.gemm, args);
   }
 
   // ------------------------------------------------------------------ movement
@@ -304,6 +463,13 @@ export class WasmBackend implements Backend {
     copyStrided(update.shape, this.data(update, 'dynamicUpdateSlice'), 0, stridesOf(update.shape), this.view(out, x.dtype, n), start * os[axis]!, os);
     return out;
   }
+}
+
+function decodeBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
 function dtypeOf(a: TypedArray): DType {

@@ -87,6 +87,15 @@ export class WasmHeap {
     return new WasmBuffer(ptr, bytes, cap);
   }
 
+  /** Memory the backend keeps for itself (kernel scratch): never freed, not counted as live buffers. */
+  reserve(bytes: number): number {
+    const ptr = this.top;
+    const end = ptr + WasmHeap.capacityFor(bytes);
+    if (end > this.memory.buffer.byteLength) this.grow(end);
+    this.top = end;
+    return ptr;
+  }
+
   free(b: WasmBuffer): void {
     if (b.freed) throw new Error('wasm backend: buffer freed twice');
     b.freed = true;
