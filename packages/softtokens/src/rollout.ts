@@ -13,8 +13,8 @@ import {
   disposeCache, forward, type KVCache, type ModelParams, type Tokenizer, type TransformerConfig,
 } from '@softgrad/transformer';
 import { type CotKind, type CotSettings, noiseSigma } from './modes.js';
-import { PREFILL_AT_LIMIT, PREFILL_STOPPED, STOP_STRING } from './prompt.js';
 import { extractLastBoxed } from './rewards.js';
+import { chooseAnswerPrefill, StopDetector } from './stop.js';
 
 export interface Rollout {
   /** Index of the prompt in the request, and of the sample within its group. */
@@ -164,6 +164,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     answerIds: [] as number[],
     answerText: '',
     promptIndex: Math.floor(r / G),
+    stop: new StopDetector(tokenizer),
   }));
   const step = (inputs: { ids?: T.Tensor; embeds?: T.Tensor }, mask: boolean[]): void => {
     const out = forward(config, params, { ...inputs, mask: mask.map((m) => [m]), cache });
@@ -202,8 +203,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
         row.cotTokens.push(yH[r]!);
         row.entropies.push(entH[r]!);
         if (hH) row.cotInputs.push(Float64Array.from(hH.subarray(r * d, (r + 1) * d)));
-        row.cotText = tokenizer.decode(row.cotTokens);
-        if (row.cotText.endsWith(STOP_STRING)) {
+        if (row.stop.push(yH[r]!) !== null) {
           row.stoppedEarly = true;
           ending[r] = true;
         } else if (t === req.maxCot - 1) {
@@ -221,7 +221,8 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     }
 
     // --- Answer prefill, right-aligned so every row's next position is its answer start.
-    const prefillText = rows.map((r) => (r.stoppedEarly ? PREFILL_STOPPED : PREFILL_AT_LIMIT));
+    for (const row of rows) row.cotText = tokenizer.decode(row.cotTokens);
+    const prefillText = rows.map((r) => chooseAnswerPrefill(r.cotText, r.stoppedEarly));
     for (let r = 0; r < N; r++) rows[r]!.prefillIds = tokenizer.encode(prefillText[r]!);
     const F = Math.max(...rows.map((r) => r.prefillIds.length));
     const preIds = new Int32Array(N * F).fill(padId);
