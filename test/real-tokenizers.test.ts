@@ -184,6 +184,6 @@ describe.each(CASES)('$name tokenizer.json', (c) => {
     const naiveMs = performance.now() - t1;
     const naiveIds = (ids.length * (ids.length + 1)) / 2;
     expect(decodedIds / ids.length).toBeLessThan(5);
-    console.log(`${c.name}: 512-token CoT, stop test per token ${(detectorMs / 512 * 1000).toFixed(1)} µs (${(decodedIds / 512).toFixed(1)} ids decoded) vs whole-text decode ${(naiveMs / 512 * 1000).toFixed(1)} µs (${(naiveIds / 512).toFixed(0)} ids)`);
+    console.log(`${c.name}: 512-token CoT, stop test per token ${(detectorMs / 512 * 1000).toFixed(1)} µs (${(decodedIds / 512).toFixed(2)} ids decoded) vs whole-text decode ${(naiveMs / 512 * 1000).toFixed(1)} µs (${(naiveIds / 512).toFixed(0)} ids)`);
   });
 });
