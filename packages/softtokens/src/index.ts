@@ -8,6 +8,7 @@ export * from './datasets.js';
 export * from './io.js';
 export * from './report.js';
 export * from './rollout.js';
+export { STOP_PHRASE, StopDetector, chooseAnswerPrefill, naiveStopMatch, stopMatchOf, type StopMatch } from './stop.js';
 export * from './estimator.js';
 export * from './optim.js';
 export * from './sft.js';

@@ -13,8 +13,8 @@ import {
   disposeCache, forward, type KVCache, type ModelParams, type Tokenizer, type TransformerConfig,
 } from '@softgrad/transformer';
 import { type CotKind, type CotSettings, noiseSigma } from './modes.js';
-import { PREFILL_AT_LIMIT, PREFILL_STOPPED, STOP_STRING } from './prompt.js';
 import { extractLastBoxed } from './rewards.js';
+import { chooseAnswerPrefill, StopDetector } from './stop.js';
 
 export interface Rollout {
   /** Index of the prompt in the request, and of the sample within its group. */
@@ -68,6 +68,33 @@ export interface RolloutRequest {
   key: T.PRNGKey;
   /** Called after each decoding step with the number of rows still generating. */
   onStep?: (phase: 'cot' | 'answer', step: number, active: number) => void;
+  /** Watch the CoT as it is generated (live displays). */
+  cotTrace?: CotTraceRequest;
+}
+
+export interface CotTraceRequest {
+  /** Called after each CoT step. */
+  onCotStep: (trace: CotStepTrace) => void;
+  /** The row whose mixture weights are reported (default 0). */
+  row?: number;
+  /** How many of its largest mixture weights (default 5). */
+  topK?: number;
+}
+
+export interface CotStepTrace {
+  step: number;
+  /** Each row's token at this step (hard: the token fed; soft/fuzzy: the argmax shadow token), -1 once a row has finished. */
+  tokens: number[];
+  /** Entropy of each row's next-token distribution at this step (NaN once a row has finished). */
+  entropies: number[];
+  /** Whether each row's CoT stopped on the stop phrase at this step. */
+  stopped: boolean[];
+  /**
+   * Soft/fuzzy: the traced row's largest weights of softmax(z/τ), the mixture its input was
+   * made of, largest first (one extra readback of one row per step, only when tracing); null
+   * for hard CoTs and once the traced row has finished.
+   */
+  topMixture: { id: number; weight: number }[] | null;
 }
 
 /** RMS over rows of ‖E_i‖. */
@@ -117,6 +144,10 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   const padId = tokenizer.padId ?? 0;
   const eosId = tokenizer.eosId;
   const embedRms = await embeddingRms(params.embed);
+  const traceRow = req.cotTrace?.row ?? 0;
+  const traceTopK = req.cotTrace?.topK ?? 5;
+  if (!Number.isInteger(traceRow) || traceRow < 0 || traceRow >= N) throw new Error(`rollout: cotTrace.row must be a row index below ${N}, got ${traceRow}`);
+  if (!Number.isInteger(traceTopK) || traceTopK < 1) throw new Error(`rollout: cotTrace.topK must be a positive integer, got ${traceTopK}`);
   const sigma = cot.kind !== 'hard' && cot.sample ? noiseSigma(cot.noiseScale, embedRms, d, cot.noiseConvention) : 0;
   let tokensProcessed = 0;
 
@@ -164,6 +195,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     answerIds: [] as number[],
     answerText: '',
     promptIndex: Math.floor(r / G),
+    stop: new StopDetector(tokenizer),
   }));
   const step = (inputs: { ids?: T.Tensor; embeds?: T.Tensor }, mask: boolean[]): void => {
     const out = forward(config, params, { ...inputs, mask: mask.map((m) => [m]), cache });
@@ -183,7 +215,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     for (let t = 0; t < req.maxCot && active.some(Boolean); t++) {
       const k = T.foldIn(req.key, t);
       const [kSample, kNoise] = T.split(k);
-      const dev = T.scope(() => {
+      const dev = T.scope((): { ent: T.Tensor; y: T.Tensor; h?: T.Tensor; mix?: T.Tensor } => {
         const ent = entropyOf(z);
         if (cot.kind === 'hard') {
           const y = cot.sample ? T.categorical(kSample!, T.mul(z, 1 / cot.tau)) : T.argmax(z, -1);
@@ -192,9 +224,11 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
         const probs = T.softmax(T.mul(z, 1 / cot.tau), -1);
         const h0 = T.matmul(probs, params.embed);
         const h = sigma > 0 ? T.add(h0, T.mul(T.normal(kNoise!, [N, d], { dtype: h0.dtype, backend }), sigma)) : h0;
-        return { ent, y: T.argmax(z, -1), h };
+        const mix = req.cotTrace ? T.reshape(T.slice(probs, [traceRow, 0], [1, probs.shape[1]!]), [-1]) : undefined;
+        return { ent, y: T.argmax(z, -1), h, mix };
       });
-      const [entH, yH, hH] = await Promise.all([dev.ent.data(), dev.y.data(), dev.h ? dev.h.data() : null]);
+      const [entH, yH, hH, mixH] = await Promise.all([dev.ent.data(), dev.y.data(), dev.h ? dev.h.data() : null, dev.mix ? dev.mix.data() : null]);
+      const traceActive = [...active];
       const ending = new Array<boolean>(N).fill(false);
       for (let r = 0; r < N; r++) {
         if (!active[r]) continue;
@@ -202,8 +236,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
         row.cotTokens.push(yH[r]!);
         row.entropies.push(entH[r]!);
         if (hH) row.cotInputs.push(Float64Array.from(hH.subarray(r * d, (r + 1) * d)));
-        row.cotText = tokenizer.decode(row.cotTokens);
-        if (row.cotText.endsWith(STOP_STRING)) {
+        if (row.stop.push(yH[r]!) !== null) {
           row.stoppedEarly = true;
           ending[r] = true;
         } else if (t === req.maxCot - 1) {
@@ -218,10 +251,18 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
       T.treeDispose(dev);
       for (let r = 0; r < N; r++) if (ending[r]) active[r] = false;
       req.onStep?.('cot', t, active.filter(Boolean).length);
+      req.cotTrace?.onCotStep({
+        step: t,
+        tokens: traceActive.map((a, r) => (a ? yH[r]! : -1)),
+        entropies: traceActive.map((a, r) => (a ? entH[r]! : NaN)),
+        stopped: traceActive.map((a, r) => a && rows[r]!.stoppedEarly),
+        topMixture: mixH && traceActive[traceRow] ? largestWeights(mixH, traceTopK) : null,
+      });
     }
 
     // --- Answer prefill, right-aligned so every row's next position is its answer start.
-    const prefillText = rows.map((r) => (r.stoppedEarly ? PREFILL_STOPPED : PREFILL_AT_LIMIT));
+    for (const row of rows) row.cotText = tokenizer.decode(row.cotTokens);
+    const prefillText = rows.map((r) => chooseAnswerPrefill(r.cotText, r.stoppedEarly));
     for (let r = 0; r < N; r++) rows[r]!.prefillIds = tokenizer.encode(prefillText[r]!);
     const F = Math.max(...rows.map((r) => r.prefillIds.length));
     const preIds = new Int32Array(N * F).fill(padId);
@@ -284,6 +325,20 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     entropies: row.entropies,
   }));
   return { rollouts, cot, sigma, embedRms, answerSample: req.answerSample, answerTau, tokensProcessed };
+}
+
+/** The k largest entries of a weight vector with their indices, largest first. */
+function largestWeights(weights: ArrayLike<number>, k: number): { id: number; weight: number }[] {
+  const top: { id: number; weight: number }[] = [];
+  for (let id = 0; id < weights.length; id++) {
+    const weight = weights[id]!;
+    if (top.length === k && weight <= top[k - 1]!.weight) continue;
+    let at = top.length;
+    while (at > 0 && top[at - 1]!.weight < weight) at--;
+    top.splice(at, 0, { id, weight });
+    if (top.length > k) top.pop();
+  }
+  return top;
 }
 
 function concatRows(parts: Float64Array[], d: number): Float64Array {

@@ -5,7 +5,8 @@ import { builtinTokenizer } from '../src/builtin.js';
 import { evalModeSettings, trainingCotSettings } from '../src/modes.js';
 import { rollout } from '../src/rollout.js';
 import { rlooLoss, rlooAdvantages, sequenceLogProbs } from '../src/estimator.js';
-import { formatPrompt, PREFILL_AT_LIMIT, PREFILL_STOPPED } from '../src/prompt.js';
+import { formatPrompt } from '../src/prompt.js';
+import { chooseAnswerPrefill } from '../src/stop.js';
 
 const tokenizer = builtinTokenizer();
 function tinyConfig(): TransformerConfig {
@@ -33,7 +34,8 @@ describe('rollouts', () => {
         expect(r.entropies).toHaveLength(r.cotTokens.length);
         if (kind === 'hard') expect(r.cotInputs).toBeNull();
         else expect(r.cotInputs!.length).toBe(r.cotTokens.length * 16);
-        expect(tokenizer.decode(r.prefillIds)).toBe(r.stoppedEarly ? PREFILL_STOPPED : PREFILL_AT_LIMIT);
+        expect(tokenizer.decode(r.prefillIds)).toBe(chooseAnswerPrefill(r.cotText, r.stoppedEarly));
+        expect(r.cotText).toBe(tokenizer.decode(r.cotTokens));
         expect(r.answerIds.length).toBeGreaterThan(0);
         expect(r.answerIds.length).toBeLessThanOrEqual(4);
       }
