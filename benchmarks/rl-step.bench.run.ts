@@ -16,7 +16,7 @@ import * as T from '@softgrad/tensor';
 import { initParams, parameterCount, type ModelParams } from '@softgrad/transformer';
 import {
   adamwInit, adamwStep, builtinModelConfig, builtinProblems, builtinTokenizer, COT_KINDS, formatPrompt, reward,
-  rlooAdvantages, rlooLoss, rollout, trainingCotSettings, type AdamWState, type CotKind, type Rollout,
+  disposeRolloutBatch, rlooAdvantages, rlooValueAndGrad, rollout, trainingCotSettings, type AdamWState, type CotKind,
 } from '@softgrad/softtokens';
 import { fmt, formatMachine, formatTable, timeTasks } from './bench-util.js';
 
@@ -53,9 +53,6 @@ it('RL step wall time (rollout + RLOO valueAndGrad + AdamW), CPU', async () => {
     nParams = parameterCount(params);
     let opt: AdamWState<ModelParams> = adamwInit(params);
     const cot = trainingCotSettings(kind);
-    const vg = T.valueAndGrad((p: ModelParams, ro: Rollout[], adv: number[][], sigma: number) =>
-      rlooLoss(config, p, ro, adv, { tau: cot.tau, sigma, answerTau: 1 }),
-    );
     const phases: Phases[] = [];
     let step = 0;
     const rlStep = async () => {
@@ -68,7 +65,8 @@ it('RL step wall time (rollout + RLOO valueAndGrad + AdamW), CPU', async () => {
       const rewards = problems.map((p, i) =>
         batch.rollouts.slice(i * SAMPLES, (i + 1) * SAMPLES).map((r) => reward(r.answerText, p.reference)),
       );
-      const [loss, grads] = vg(params, batch.rollouts, rlooAdvantages(rewards), batch.sigma) as [T.Tensor, ModelParams];
+      const [loss, grads] = rlooValueAndGrad(config, params, batch, rlooAdvantages(rewards));
+      disposeRolloutBatch(batch);
       await loss.item();
       const c = performance.now();
       const res = await adamwStep(params, grads, opt, { lr: 1e-4, maxGradNorm: 1 }, 1e-4);

@@ -8,7 +8,7 @@ import * as T from '@softgrad/tensor';
 import type { ModelParams, Tokenizer, TransformerConfig } from '@softgrad/transformer';
 import {
   REWARD_CORRECT, adamwInit, adamwStep, builtinProblems, cosineSchedule, evaluateMode, formatPrompt, reward, rlooAdvantages,
-  rlooLoss, rollout, trainingCotSettings, type AdamWState, type CotKind, type CotStepTrace, type EvalModeName, type ProblemItem,
+  rlooValueAndGrad, disposeRolloutBatch, rollout, trainingCotSettings, type AdamWState, type CotKind, type CotStepTrace, type EvalModeName, type ProblemItem,
 } from '@softgrad/softtokens/browser';
 
 export interface PageTrainingSettings {
@@ -137,9 +137,6 @@ export async function trainInPage(
     const res = await evaluateMode({ config, params, tokenizer, problems: validation, mode: valMode, samples: 1, maxCot: s.maxCot, maxAnswer: s.maxAnswer, seed: s.seed });
     events.onValidation(step, res.passAt1);
   };
-  const vg = T.valueAndGrad((p: ModelParams, ro: Parameters<typeof rlooLoss>[2], adv: number[][], sigma: number) =>
-    rlooLoss(config, p, ro, adv, { tau: s.tau, sigma, answerTau: 1 }),
-  );
 
   let step = 0;
   try {
@@ -155,7 +152,13 @@ export async function trainInPage(
         cotTrace: { row: 0, topK: 5, onCotStep: (trace) => events.onCotStep(step, trace) },
       });
       const rewards = problems.map((p, b) => batch.rollouts.slice(b * s.samples, (b + 1) * s.samples).map((r) => reward(r.answerText, p.reference)));
-      const [loss, grads] = vg(params, batch.rollouts, rlooAdvantages(rewards), batch.sigma);
+      let loss: T.Tensor;
+      let grads: ModelParams;
+      try {
+        [loss, grads] = rlooValueAndGrad(config, params, batch, rlooAdvantages(rewards));
+      } finally {
+        disposeRolloutBatch(batch);
+      }
       const lr = cosineSchedule(step, s.lr, s.warmup, s.steps);
       const res = await adamwStep(params, grads, opt, { lr: s.lr, weightDecay: 0 }, lr);
       const lossValue = await loss.item();

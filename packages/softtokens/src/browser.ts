@@ -15,9 +15,9 @@ export {
   REWARD_CORRECT, REWARD_FORMAT, REWARD_NONE, answersEquivalent, extractLastBoxed, gsm8kReference, mathReference, reward,
 } from './rewards.js';
 export {
-  embeddingRms, rollout, type CotStepTrace, type CotTraceRequest, type Rollout, type RolloutBatch, type RolloutRequest,
+  disposeRolloutBatch, embeddingRms, rollout, rolloutSoftInputs, type CotStepTrace, type CotTraceRequest, type Rollout, type RolloutBatch, type RolloutRequest,
 } from './rollout.js';
-export { rlooAdvantages, rlooLoss, sequenceLogProbs, type ScoreSettings } from './estimator.js';
+export { rlooAdvantages, rlooLoss, rlooValueAndGrad, sequenceLogProbs } from './estimator.js';
 export { adamwInit, adamwStep, cosineSchedule, globalNorm, type AdamWConfig, type AdamWState, type AdamWStepResult } from './optim.js';
 export { evaluateMode, type EvalOptions, type ModeResult, type ProblemOutcome } from './evaluate.js';
 export { builtinModelConfig, builtinProblems, builtinTokenizer } from './builtin.js';

@@ -1,15 +1,21 @@
 /**
- * The REINFORCE leave-one-out (RLOO) estimator of SPEC §1.
+ * The REINFORCE leave-one-out (RLOO) estimator of the soft-token method.
  *
  * ℓ_{b,g} is the log-probability of everything the policy generated — hard CoT tokens
  * (log p(y_t)), soft/fuzzy CoT steps (the Gaussian log-density −‖h̃_t − p_{t−1}E‖²/(2σ²),
  * with p_{t−1}E recomputed differentiably from the stored noisy prefix), and answer tokens —
  * with prefilled tokens excluded. The loss is −(1/BG) Σ A_{b,g} ℓ_{b,g} with leave-one-out
  * advantages held constant.
+ *
+ * Scoring packs the rollouts end to end (no row is padded to the longest: the token-wise
+ * work runs over real tokens only), reads τ, σ and the kind from the batch itself (so they
+ * cannot disagree with how it was drawn), takes the soft inputs from the batch's device
+ * tensor without copying them through the host, and — in training — runs as one jitted
+ * value-and-gradient program per bucketed shape.
  */
 import * as T from '@softgrad/tensor';
-import { forward, type ModelParams, type TransformerConfig } from '@softgrad/transformer';
-import type { Rollout } from './rollout.js';
+import { forwardPacked, type ModelParams, type PackedLayout, type TransformerConfig } from '@softgrad/transformer';
+import type { Rollout, RolloutBatch } from './rollout.js';
 
 /** A_{b,g} = r_{b,g} − mean_{j≠g} r_{b,j} for each group (row of `rewards`). */
 export function rlooAdvantages(rewards: readonly (readonly number[])[]): number[][] {
@@ -18,124 +24,6 @@ export function rlooAdvantages(rewards: readonly (readonly number[])[]): number[
     if (G < 2) throw new Error(`rlooAdvantages: group ${b} has ${G} sample(s); leave-one-out needs at least 2`);
     const total = group.reduce((a, r) => a + r, 0);
     return group.map((r) => r - (total - r) / (G - 1));
-  });
-}
-
-export interface ScoreSettings {
-  /** CoT temperature τ used when the rollouts were drawn. */
-  tau: number;
-  /** Per-coordinate noise σ of the soft/fuzzy CoT steps (needed when any rollout is soft). */
-  sigma: number;
-  /** Temperature of the answer tokens (1 in training). */
-  answerTau: number;
-}
-
-interface PackedBatch {
-  R: number;
-  N: number;
-  ids: Int32Array;
-  mask: boolean[][];
-  isSoft: Uint8Array;
-  softInputs: Float64Array;
-  invTau: Float64Array;
-  hardTarget: Int32Array;
-  hardWeight: Float64Array;
-  softTarget: Float64Array;
-  softWeight: Float64Array;
-}
-
-/**
- * Lay the rollouts out as left-padded sequences: prompt, CoT, prefill, answer. Position i's
- * logits score the input at i+1 when that input was generated (not prompt, not prefill).
- */
-export function packRollouts(rollouts: readonly Rollout[], hidden: number, s: ScoreSettings, padId = 0): PackedBatch {
-  const R = rollouts.length;
-  const lens = rollouts.map((r) => r.promptIds.length + r.cotTokens.length + r.prefillIds.length + r.answerIds.length);
-  const N = Math.max(...lens);
-  const ids = new Int32Array(R * N).fill(padId);
-  const isSoft = new Uint8Array(R * N);
-  const softInputs = new Float64Array(R * N * hidden);
-  const invTau = new Float64Array(R * N).fill(1);
-  const hardTarget = new Int32Array(R * N);
-  const hardWeight = new Float64Array(R * N);
-  const softTarget = new Float64Array(R * N * hidden);
-  const softWeight = new Float64Array(R * N);
-  const mask: boolean[][] = [];
-  rollouts.forEach((ro, r) => {
-    const off = N - lens[r]!;
-    mask.push(Array.from({ length: N }, (_, i) => i >= off));
-    let i = off;
-    const put = (id: number) => (ids[r * N + i++] = id);
-    for (const id of ro.promptIds) put(id);
-    const k = ro.cotTokens.length;
-    const soft = ro.kind !== 'hard';
-    if (soft && (!ro.cotInputs || ro.cotInputs.length !== k * hidden)) {
-      throw new Error(`packRollouts: rollout ${r} is ${ro.kind} but has ${ro.cotInputs?.length ?? 0} stored input values, expected ${k}×${hidden}`);
-    }
-    for (let t = 0; t < k; t++) {
-      const pos = i;
-      const pred = r * N + pos - 1;
-      invTau[pred] = 1 / s.tau;
-      if (soft) {
-        isSoft[r * N + pos] = 1;
-        softInputs.set(ro.cotInputs!.subarray(t * hidden, (t + 1) * hidden), (r * N + pos) * hidden);
-        softTarget.set(ro.cotInputs!.subarray(t * hidden, (t + 1) * hidden), pred * hidden);
-        softWeight[pred] = 1;
-        i++;
-      } else {
-        hardTarget[pred] = ro.cotTokens[t]!;
-        hardWeight[pred] = 1;
-        put(ro.cotTokens[t]!);
-      }
-    }
-    for (const id of ro.prefillIds) put(id);
-    for (const id of ro.answerIds) {
-      const pred = r * N + i - 1;
-      invTau[pred] = 1 / s.answerTau;
-      hardTarget[pred] = id;
-      hardWeight[pred] = 1;
-      put(id);
-    }
-  });
-  return { R, N, ids, mask, isSoft, softInputs, invTau, hardTarget, hardWeight, softTarget, softWeight };
-}
-
-/**
- * ℓ for every rollout, [R], differentiable in the parameters: one full forward pass over
- * the packed sequences with the stored soft inputs as constants.
- */
-export function sequenceLogProbs(config: TransformerConfig, params: ModelParams, rollouts: readonly Rollout[], s: ScoreSettings): T.Tensor {
-  if (rollouts.length === 0) throw new Error('sequenceLogProbs: no rollouts');
-  const d = config.hidden_size;
-  const p = packRollouts(rollouts, d, s);
-  const anySoft = p.softWeight.some((w) => w !== 0);
-  if (anySoft && !(s.sigma > 0)) throw new Error(`sequenceLogProbs: soft/fuzzy steps need σ > 0 (got ${s.sigma}); greedy soft rollouts have no density to score`);
-  const dtype = params.embed.dtype;
-  const backend = params.embed.backend;
-  const o = { dtype, backend };
-  const f = (a: Float64Array) => (dtype === 'float64' ? a : Float32Array.from(a));
-  const { R, N } = p;
-  return T.scope(() => {
-    const ids = T.tensor(p.ids, { shape: [R, N], dtype: 'int32', backend });
-    const tokEmb = T.gather(params.embed, ids, 0);
-    let embeds = tokEmb;
-    if (anySoft) {
-      const isSoft = T.tensor(p.isSoft, { shape: [R, N, 1], dtype: 'bool', backend });
-      embeds = T.where(isSoft, T.tensor(f(p.softInputs), { shape: [R, N, d], ...o }), tokEmb);
-    }
-    const { logits } = forward(config, params, { embeds, mask: p.mask });
-    const scaled = T.mul(logits, T.tensor(f(p.invTau), { shape: [R, N, 1], ...o }));
-    const logp = T.logSoftmax(scaled, -1);
-    const targets = T.tensor(p.hardTarget, { shape: [R, N], dtype: 'int32', backend });
-    const hard = T.mul(T.takeAlongLastAxis(logp, targets), T.tensor(f(p.hardWeight), { shape: [R, N], ...o }));
-    let total = T.sum(hard, -1);
-    if (anySoft) {
-      const mix = T.matmul(T.exp(logp), params.embed);
-      const density = gaussianLogDensity(T.tensor(f(p.softTarget), { shape: [R, N, d], ...o }), mix, s.sigma);
-      const gauss = T.mul(density, T.tensor(f(p.softWeight), { shape: [R, N], ...o }));
-      total = T.add(total, T.sum(gauss, -1));
-    }
-    return total;
   });
 }
 
@@ -149,32 +37,274 @@ export function gaussianLogDensity(x: T.Tensor, mean: T.Tensor, sigma: number): 
 }
 
 /** The surrogate −(1/R) Σ_r A_r ℓ_r whose gradient is the RLOO estimate of −∇E[reward]. */
-export function rlooSurrogate(logProbs: T.Tensor, advantages: readonly number[]): T.Tensor {
-  if (logProbs.rank !== 1 || logProbs.shape[0] !== advantages.length) {
-    throw new Error(`rlooSurrogate: log-probabilities ${T.fmtShape(logProbs.shape)} do not match ${advantages.length} advantages`);
+export function rlooSurrogate(logProbs: T.Tensor, advantages: readonly number[] | T.Tensor): T.Tensor {
+  const n = advantages instanceof T.Tensor ? advantages.size : advantages.length;
+  if (logProbs.rank !== 1 || logProbs.shape[0] !== n) {
+    throw new Error(`rlooSurrogate: log-probabilities ${T.fmtShape(logProbs.shape)} do not match ${n} advantages`);
   }
   const dtype = logProbs.dtype;
   return T.scope(() => {
-    const adv = T.tensor(dtype === 'float64' ? Float64Array.from(advantages) : Float32Array.from(advantages), { backend: logProbs.backend });
-    return T.mul(T.sum(T.mul(adv, logProbs)), -1 / advantages.length);
+    const adv = advantages instanceof T.Tensor
+      ? advantages
+      : T.tensor(dtype === 'float64' ? Float64Array.from(advantages) : Float32Array.from(advantages), { backend: logProbs.backend });
+    return T.mul(T.sum(T.mul(adv, logProbs)), -1 / n);
   });
 }
 
+// ---------------------------------------------------------------------------------------
+// Packing
+
+/** The rollouts' tokens packed end to end, with what scoring each one needs; all on the device. */
+export interface PackedRollouts {
+  layout: PackedLayout;
+  /** Token id of each packed position (0 where the input is a soft one), [T] int32. */
+  ids: T.Tensor;
+  /** 1 where the input is a stored soft input h̃ (taken from softSlot), [T, 1] bool. */
+  isSoft: T.Tensor;
+  /** Row-major index into the batch's soft inputs [rows·maxCot] of each soft input (0 elsewhere), [T] int32. */
+  softSlot: T.Tensor;
+  /** 1/τ of the distribution that generated the *next* position, [T, 1]. */
+  invTau: T.Tensor;
+  /** Next position's hard token and weight (1 when it was a generated hard token), [T] int32 / [T]. */
+  hardTarget: T.Tensor;
+  hardWeight: T.Tensor;
+  /** Next position's soft-input slot and weight (1 when it was a generated soft step). */
+  softTarget: T.Tensor;
+  softWeight: T.Tensor;
+  /** The rollout each token belongs to (rows for the bucket's fill tokens), [T] int32. */
+  rowOf: T.Tensor;
+  /** Rollouts scored, and whether any position is soft (static: part of a jit signature). */
+  rows: number;
+  soft: boolean;
+}
+
+export interface PackOptions {
+  /** Round the token count up to a multiple of this (default 128), so shapes repeat across steps and jit traces rarely. */
+  tokenBucket?: number;
+  /** Round the per-row width up to a multiple of this (default 16). */
+  widthBucket?: number;
+}
+
+function checkSoftInputs(batch: RolloutBatch): number {
+  if (batch.cot.kind === 'hard') return 0;
+  const s = batch.softInputs;
+  if (!s) throw new Error(`packRollouts: the batch is ${batch.cot.kind} but has no soft inputs`);
+  if (s.isDisposed) throw new Error('packRollouts: the batch\'s soft inputs were disposed (disposeRolloutBatch) before scoring');
+  const [n, L] = s.shape as [number, number, number];
+  batch.rollouts.forEach((r, i) => {
+    if (r.cotTokens.length > L) throw new Error(`packRollouts: rollout ${i} has ${r.cotTokens.length} CoT steps, the soft inputs hold ${L}`);
+  });
+  if (n < batch.rollouts.length) throw new Error(`packRollouts: ${batch.rollouts.length} rollouts but soft inputs for ${n}`);
+  return L;
+}
+
 /**
- * The RLOO loss −(1/BG) Σ A·ℓ for rollouts ordered prompt-major (as `rollout` returns them)
- * with rewards[b][g]. Returns the scalar loss; differentiate it with valueAndGrad.
+ * Lays each rollout out as prompt, CoT, prefill, answer; position i's logits score the input
+ * at i+1 when that input was generated (not prompt, not prefill). `rowsOf` picks (and orders)
+ * the batch rows to score (default: all).
  */
-export function rlooLoss(
-  config: TransformerConfig,
-  params: ModelParams,
-  rollouts: readonly Rollout[],
-  advantages: readonly (readonly number[])[],
-  s: ScoreSettings,
-): T.Tensor {
-  const flat = rollouts.map((r) => {
+export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: PackOptions = {}, rowsOf?: readonly number[]): PackedRollouts {
+  const L = checkSoftInputs(batch);
+  const picked = rowsOf ?? batch.rollouts.map((_, i) => i);
+  const rollouts = picked.map((i) => {
+    const r = batch.rollouts[i];
+    if (!r) throw new Error(`packRollouts: no rollout ${i} in a batch of ${batch.rollouts.length}`);
+    return r;
+  });
+  if (rollouts.length === 0) throw new Error('packRollouts: no rollouts');
+  const soft = batch.cot.kind !== 'hard';
+  const invTauCot = 1 / batch.cot.tau;
+  const invTauAnswer = 1 / batch.answerTau;
+  const lens = rollouts.map((r) => r.promptIds.length + r.cotTokens.length + r.prefillIds.length + r.answerIds.length);
+  const tokens = lens.reduce((a, b) => a + b, 0);
+  if (tokens === 0) throw new Error('packRollouts: the rollouts hold no tokens');
+  const Tn = Math.ceil(tokens / (options.tokenBucket ?? 128)) * (options.tokenBucket ?? 128);
+  const R = rollouts.length;
+  const W = Math.ceil(Math.max(...lens) / (options.widthBucket ?? 16)) * (options.widthBucket ?? 16);
+  const ids = new Int32Array(Tn);
+  const isSoft = new Uint8Array(Tn);
+  const softSlot = new Int32Array(Tn);
+  const invTau = new Float64Array(Tn).fill(1);
+  const hardTarget = new Int32Array(Tn);
+  const hardWeight = new Float64Array(Tn);
+  const softTarget = new Int32Array(Tn);
+  const softWeight = new Float64Array(Tn);
+  const rowOf = new Int32Array(Tn).fill(R);
+  const positions = new Int32Array(Tn);
+  const toPadded = new Int32Array(R * W);
+  const toPacked = new Int32Array(Tn);
+  const slotValid = new Float64Array(R * W);
+  let at = 0;
+  rollouts.forEach((ro, r) => {
+    const start = at;
+    const row = picked[r]!;
+    const put = (id: number) => {
+      ids[at] = id;
+      at++;
+    };
+    for (const id of ro.promptIds) put(id);
+    ro.cotTokens.forEach((tok, t) => {
+      const pred = at - 1;
+      invTau[pred] = invTauCot;
+      if (soft) {
+        isSoft[at] = 1;
+        softSlot[at] = row * L + t;
+        softTarget[pred] = row * L + t;
+        softWeight[pred] = 1;
+        at++;
+      } else {
+        hardTarget[pred] = tok;
+        hardWeight[pred] = 1;
+        put(tok);
+      }
+    });
+    for (const id of ro.prefillIds) put(id);
+    for (const id of ro.answerIds) {
+      const pred = at - 1;
+      invTau[pred] = invTauAnswer;
+      hardTarget[pred] = id;
+      hardWeight[pred] = 1;
+      put(id);
+    }
+    for (let i = start; i < at; i++) {
+      rowOf[i] = r;
+      positions[i] = i - start;
+      toPadded[r * W + (i - start)] = i;
+      toPacked[i] = r * W + (i - start);
+      slotValid[r * W + (i - start)] = 1;
+    }
+  });
+  const { dtype, backend } = like;
+  const f = (a: Float64Array, shape: number[]) => T.tensor(dtype === 'float64' ? a : Float32Array.from(a), { shape, dtype, backend });
+  const i32 = (a: Int32Array, shape: number[]) => T.tensor(a, { shape, dtype: 'int32', backend });
+  return {
+    layout: { positions: i32(positions, [Tn]), toPadded: i32(toPadded, [R * W]), toPacked: i32(toPacked, [Tn]), slotValid: f(slotValid, [R, W]) },
+    ids: i32(ids, [Tn]),
+    isSoft: T.tensor(isSoft, { shape: [Tn, 1], dtype: 'bool', backend }),
+    softSlot: i32(softSlot, [Tn]),
+    invTau: f(invTau, [Tn, 1]),
+    hardTarget: i32(hardTarget, [Tn]),
+    hardWeight: f(hardWeight, [Tn]),
+    softTarget: i32(softTarget, [Tn]),
+    softWeight: f(softWeight, [Tn]),
+    rowOf: i32(rowOf, [Tn]),
+    rows: R,
+    soft,
+  };
+}
+
+export function disposePacked(p: PackedRollouts): void {
+  T.treeDispose(p);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scoring
+
+/** The model's dtype and backend, which packed tensors must share. */
+export interface TensorPlace {
+  dtype: T.DType;
+  backend: T.Backend;
+}
+
+/**
+ * ℓ for every packed rollout, [rows], differentiable in the parameters. `softInputs` is the
+ * batch's [rows, maxCot, hidden] tensor (null for hard batches); `invTwoSigmaSq` = 1/(2σ²) as a
+ * scalar tensor, so σ may change from step to step without a new trace.
+ */
+export function packedLogProbs(config: TransformerConfig, params: ModelParams, p: PackedRollouts, softInputs: T.Tensor | null, invTwoSigmaSq: T.Tensor | null): T.Tensor {
+  return T.scope(() => {
+    const d = config.hidden_size;
+    const tokEmb = T.gather(params.embed, p.ids, 0);
+    let flatSoft: T.Tensor | null = null;
+    let embeds = tokEmb;
+    if (p.soft) {
+      if (!softInputs || !invTwoSigmaSq) throw new Error('packedLogProbs: soft rollouts need their soft inputs and σ');
+      flatSoft = T.reshape(softInputs, [-1, d]);
+      embeds = T.where(p.isSoft, T.gather(flatSoft, p.softSlot, 0), tokEmb);
+    }
+    const logits = forwardPacked(config, params, embeds, p.layout);
+    const logp = T.logSoftmax(T.mul(logits, p.invTau), -1);
+    let perToken = T.mul(T.takeAlongLastAxis(logp, p.hardTarget), p.hardWeight);
+    if (p.soft) {
+      // The Gaussian log-density of the stored input under the recomputed mean p·E.
+      const mix = T.matmul(T.exp(logp), params.embed);
+      const sq = T.sum(T.square(T.sub(T.gather(flatSoft!, p.softTarget, 0), mix)), -1);
+      perToken = T.sub(perToken, T.mul(T.mul(sq, invTwoSigmaSq!), p.softWeight));
+    }
+    // Per-rollout sums; the bucket's fill tokens go to an extra row that is dropped.
+    const sums = T.scatterAdd(perToken, p.rowOf, 0, [p.rows + 1]);
+    return T.slice(sums, [0], [p.rows]);
+  });
+}
+
+function sigmaTensor(batch: RolloutBatch, like: TensorPlace): T.Tensor | null {
+  if (batch.cot.kind === 'hard') return null;
+  if (!(batch.sigma > 0)) {
+    throw new Error(`sequenceLogProbs: soft/fuzzy steps need σ > 0 (got ${batch.sigma}); greedy soft rollouts have no density to score`);
+  }
+  const v = 1 / (2 * batch.sigma * batch.sigma);
+  return T.tensor(like.dtype === 'float64' ? Float64Array.of(v) : Float32Array.of(v), { shape: [], dtype: like.dtype, backend: like.backend });
+}
+
+/**
+ * ℓ for every rollout of the batch (or the rows `rowsOf` picks), [rows], differentiable in the
+ * parameters. τ, σ and the kind come from the batch.
+ */
+export function sequenceLogProbs(config: TransformerConfig, params: ModelParams, batch: RolloutBatch, rowsOf?: readonly number[]): T.Tensor {
+  const like = { dtype: params.embed.dtype, backend: params.embed.backend };
+  const packed = packRollouts(batch, like, {}, rowsOf);
+  const sig = sigmaTensor(batch, like);
+  try {
+    return packedLogProbs(config, params, packed, batch.softInputs, sig);
+  } finally {
+    disposePacked(packed);
+    sig?.dispose();
+  }
+}
+
+/** One advantage per rollout (prompt-major, as `rollout` orders them). */
+export function flatAdvantages(rollouts: readonly Rollout[], advantages: readonly (readonly number[])[]): number[] {
+  return rollouts.map((r) => {
     const a = advantages[r.promptIndex]?.[r.sampleIndex];
     if (a === undefined) throw new Error(`rlooLoss: no advantage for prompt ${r.promptIndex}, sample ${r.sampleIndex}`);
     return a;
   });
-  return T.scope(() => rlooSurrogate(sequenceLogProbs(config, params, rollouts, s), flat));
+}
+
+/**
+ * The RLOO loss −(1/BG) Σ A·ℓ for a rollout batch with rewards' advantages[b][g]. Returns the
+ * scalar loss; differentiate it with valueAndGrad (training uses rlooValueAndGrad, the same
+ * loss as one jitted program).
+ */
+export function rlooLoss(config: TransformerConfig, params: ModelParams, batch: RolloutBatch, advantages: readonly (readonly number[])[]): T.Tensor {
+  const flat = flatAdvantages(batch.rollouts, advantages);
+  return T.scope(() => rlooSurrogate(sequenceLogProbs(config, params, batch), flat));
+}
+
+function packedLoss(config: TransformerConfig, params: ModelParams, p: PackedRollouts, softInputs: T.Tensor | null, invTwoSigmaSq: T.Tensor | null, advantages: T.Tensor): T.Tensor {
+  return rlooSurrogate(packedLogProbs(config, params, p, softInputs, invTwoSigmaSq), advantages);
+}
+
+const jittedValueAndGrad = T.jit(T.valueAndGrad(packedLoss, { argnums: 1 }), { name: 'rlooValueAndGrad' });
+
+/**
+ * [loss, gradients] of rlooLoss, computed by one jitted program. Rows are packed into
+ * bucketed shapes, so consecutive training steps re-use the compiled program; the result
+ * equals valueAndGrad(rlooLoss) up to float rounding.
+ */
+export function rlooValueAndGrad(
+  config: TransformerConfig, params: ModelParams, batch: RolloutBatch, advantages: readonly (readonly number[])[],
+): [T.Tensor, ModelParams] {
+  const like = { dtype: params.embed.dtype, backend: params.embed.backend };
+  const flat = flatAdvantages(batch.rollouts, advantages);
+  const packed = packRollouts(batch, like);
+  const sig = sigmaTensor(batch, like);
+  const adv = T.tensor(like.dtype === 'float64' ? Float64Array.from(flat) : Float32Array.from(flat), { dtype: like.dtype, backend: like.backend });
+  try {
+    return jittedValueAndGrad(config, params, packed, batch.softInputs, sig, adv) as [T.Tensor, ModelParams];
+  } finally {
+    disposePacked(packed);
+    sig?.dispose();
+    adv.dispose();
+  }
 }

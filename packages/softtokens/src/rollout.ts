@@ -5,16 +5,20 @@
  * an argmax *shadow* sequence that decides when the CoT stops. Then the answer prefill and
  * up to `maxAnswer` hard answer tokens.
  *
- * A rollout records what the estimator needs: the stored noisy inputs h̃ (soft/fuzzy), the
- * sampled tokens, and which positions were generated or prefilled.
+ * Everything stays on the device: the KV cache is preallocated for the whole rollout and
+ * written in place, and each decoding step — choosing the next input from the logits
+ * (sampling, the mixture, the noise, the entropy) and running the model one position — is one
+ * jitted program. The only value read back per step is the [rows] vector of tokens the stop
+ * test needs; the entropies come back once at the end and the soft inputs h̃ stay on the
+ * device (RolloutBatch.softInputs) for the estimator.
  */
 import * as T from '@softgrad/tensor';
 import {
-  disposeCache, forward, type KVCache, type ModelParams, type Tokenizer, type TransformerConfig,
+  createDecodeState, decodeStep, disposeDecodeState, type DecodeState, type ModelParams, type Tokenizer, type TransformerConfig,
 } from '@softgrad/transformer';
 import { type CotKind, type CotSettings, noiseSigma } from './modes.js';
 import { extractLastBoxed } from './rewards.js';
-import { chooseAnswerPrefill, StopDetector } from './stop.js';
+import { chooseAnswerPrefill, STOP_PHRASE, StopDetector } from './stop.js';
 
 export interface Rollout {
   /** Index of the prompt in the request, and of the sample within its group. */
@@ -24,8 +28,6 @@ export interface Rollout {
   kind: CotKind;
   /** Hard: the CoT tokens fed to the model. Soft/fuzzy: the argmax shadow tokens. */
   cotTokens: number[];
-  /** Soft/fuzzy only: the noisy inputs h̃_t fed to the model, [cotLength × hidden] row-major. */
-  cotInputs: Float64Array | null;
   /** True when the CoT ended on the stop string, false when it hit maxCot. */
   stoppedEarly: boolean;
   prefillIds: number[];
@@ -40,6 +42,12 @@ export interface Rollout {
 
 export interface RolloutBatch {
   rollouts: Rollout[];
+  /**
+   * Soft/fuzzy: the noisy inputs h̃ fed to the model, on the device in the model's dtype,
+   * [rows, maxCot, hidden]; row r's step t is at [r, t] for t < cotTokens.length. Null for hard
+   * CoTs. The batch owns it: free it with disposeRolloutBatch.
+   */
+  softInputs: T.Tensor | null;
   cot: CotSettings;
   /** Per-coordinate noise standard deviation actually used (0 when greedy or hard). */
   sigma: number;
@@ -115,20 +123,84 @@ function checkRequest(r: RolloutRequest): void {
   if (!(noiseScale >= 0)) throw new Error(`rollout: noise scale must be ≥ 0, got ${noiseScale}`);
 }
 
-function lastPosition(logits: T.Tensor): T.Tensor {
-  const [B, S, V] = logits.shape as [number, number, number];
-  return T.reshape(T.slice(logits, [0, S - 1, 0], [B, 1, V]), [B, V]);
-}
-
 function entropyOf(z: T.Tensor): T.Tensor {
   const lp = T.logSoftmax(z, -1);
   return T.neg(T.sum(T.mul(T.exp(lp), lp), -1));
 }
 
-function keepAll<Tr>(tree: Tr): Tr {
-  for (const t of T.treeLeaves(tree)) T.keep(t);
-  return tree;
+/** Static settings of a decoding step: part of the jit signature, so fixed per kind. */
+interface StepMode {
+  kind: CotKind | 'answer';
+  sample: boolean;
+  invTau: number;
+  trace: boolean;
 }
+
+interface CotState {
+  decode: DecodeState;
+  /** Logits of each row's last position, [N, V]. */
+  z: T.Tensor;
+  entropies: T.Tensor;
+  softInputs: T.Tensor | null;
+}
+
+/** Prefill S tokens per row (ids [N, S], padding where newValid is 0) at writeAt. */
+function prefill(config: TransformerConfig, params: ModelParams, state: DecodeState, ids: T.Tensor, newValid: T.Tensor, writeAt: T.Tensor) {
+  return decodeStep(config, params, state, T.gather(params.embed, ids, 0), newValid, writeAt);
+}
+
+/**
+ * One step: choose each row's next input from z (mode.kind: a sampled or greedy token, or
+ * the mixture softmax(z/τ)·E plus σ-noise with its argmax shadow), record the entropy, and
+ * run the model on it at writeAt (rows with active = 0 are padded).
+ */
+function decideAndFeed(
+  config: TransformerConfig, params: ModelParams, st: CotState, stepIndex: T.Tensor, writeAt: T.Tensor, active: T.Tensor,
+  sigma: T.Tensor, key: T.PRNGKey, mode: StepMode,
+) {
+  const { z } = st;
+  const [N, V] = z.shape as [number, number];
+  const d = config.hidden_size;
+  const [kSample, kNoise] = T.split(key);
+  let y: T.Tensor;
+  let embeds: T.Tensor;
+  let softInputs = st.softInputs;
+  let mixture: T.Tensor | null = null;
+  if (mode.kind === 'hard' || mode.kind === 'answer') {
+    y = mode.sample ? T.categorical(kSample!, mode.invTau === 1 ? z : T.mul(z, mode.invTau)) : T.argmax(z, -1);
+    embeds = T.reshape(T.gather(params.embed, y, 0), [N, 1, d]);
+  } else {
+    const probs = T.softmax(T.mul(z, mode.invTau), -1);
+    const h0 = T.matmul(probs, params.embed);
+    const h = mode.sample ? T.add(h0, T.mul(T.normal(kNoise!, [N, d], { dtype: h0.dtype, backend: h0.backend }), sigma)) : h0;
+    y = T.argmax(z, -1);
+    embeds = T.reshape(h, [N, 1, d]);
+    softInputs = T.dynamicUpdateSlice(softInputs!, embeds, stepIndex, 1);
+    if (mode.trace) mixture = probs;
+  }
+  const entropy = mode.kind === 'answer' ? null : entropyOf(z);
+  const entropies = entropy ? T.dynamicUpdateSlice(st.entropies, T.reshape(entropy, [N, 1]), stepIndex, 1) : st.entropies;
+  const out = decodeStep(config, params, st.decode, embeds, T.reshape(active, [N, 1]), writeAt);
+  void V;
+  return {
+    y,
+    entropy: mode.trace ? entropy : null,
+    mixture,
+    state: { decode: out.state, z: out.logits, entropies, softInputs },
+  };
+}
+
+const jPrefill = T.jit(prefill, { name: 'rollout prefill', donateArgnums: [2] });
+const jStep = T.jit(decideAndFeed, { name: 'rollout step', donateArgnums: [2] });
+
+/** Tokens the answer prefill can take at most (the longest text chooseAnswerPrefill gives, plus slack). */
+function maxPrefillTokens(tokenizer: Tokenizer): number {
+  const texts = [`${STOP_PHRASE} `, STOP_PHRASE].map((cot) => chooseAnswerPrefill(cot, true));
+  texts.push(chooseAnswerPrefill('x ', false), chooseAnswerPrefill('x', false));
+  return Math.max(...texts.map((t) => tokenizer.encode(t).length)) + 2;
+}
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
 /** Decode B prompts × G samples. Rows are ordered prompt-major: row = prompt·G + sample. */
 export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
@@ -141,6 +213,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   const N = B * G;
   const d = config.hidden_size;
   const backend = params.embed.backend;
+  const dtype = params.embed.dtype;
   const padId = tokenizer.padId ?? 0;
   const eosId = tokenizer.eosId;
   const embedRms = await embeddingRms(params.embed);
@@ -149,45 +222,58 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   if (!Number.isInteger(traceRow) || traceRow < 0 || traceRow >= N) throw new Error(`rollout: cotTrace.row must be a row index below ${N}, got ${traceRow}`);
   if (!Number.isInteger(traceTopK) || traceTopK < 1) throw new Error(`rollout: cotTrace.topK must be a positive integer, got ${traceTopK}`);
   const sigma = cot.kind !== 'hard' && cot.sample ? noiseSigma(cot.noiseScale, embedRms, d, cot.noiseConvention) : 0;
+  const floats = (xs: ArrayLike<number>, shape: number[]) =>
+    T.tensor(dtype === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs), { shape, dtype, backend });
+  const int = (v: number) => T.scalar(v, { dtype: 'int32', backend });
   let tokensProcessed = 0;
 
-  // --- Prefill the B distinct prompts once, then repeat each row G times.
+  // --- Prompts, left-padded to a length rounded up so that batches of similar prompts share
+  // one compiled program; the cache holds the whole rollout.
   const promptIds = req.prompts.map((p) => tokenizer.encode(p, { addSpecialTokens: true }));
-  const P = Math.max(...promptIds.map((p) => p.length));
-  const idsData = new Int32Array(B * P).fill(padId);
-  const promptMask = promptIds.map((p) => [...new Array<boolean>(P - p.length).fill(false), ...new Array<boolean>(p.length).fill(true)]);
-  promptIds.forEach((p, b) => idsData.set(p, b * P + (P - p.length)));
-  const rowOf = Int32Array.from({ length: N }, (_, r) => Math.floor(r / G));
-  let cache: KVCache;
-  let z: T.Tensor;
-  {
-    const pre = T.scope(() => {
-      const ids = T.tensor(idsData, { shape: [B, P], dtype: 'int32', backend });
-      const out = forward(config, params, { ids, mask: promptMask, useCache: true });
-      const rows = T.tensor(rowOf, { dtype: 'int32', backend });
-      const c = out.cache!;
-      return {
-        z: T.gather(lastPosition(out.logits), rows, 0),
-        keys: c.keys.map((k) => T.gather(k, rows, 0)),
-        values: c.values.map((v) => T.gather(v, rows, 0)),
-        mask: c.mask,
-        nextPosition: c.nextPosition,
-        length: c.length,
-      };
-    });
-    tokensProcessed += promptIds.reduce((a, p) => a + p.length, 0);
-    z = keepAll(pre.z);
-    cache = keepAll({
-      keys: pre.keys, values: pre.values,
-      mask: Array.from({ length: N }, (_, r) => [...pre.mask[rowOf[r]!]!]),
-      nextPosition: Array.from({ length: N }, (_, r) => pre.nextPosition[rowOf[r]!]!),
-      length: pre.length,
-    });
+  const P = roundUp(Math.max(...promptIds.map((p) => p.length)), 8);
+  const F = maxPrefillTokens(tokenizer);
+  const capacity = roundUp(P + req.maxCot + F + maxAnswer, 32);
+  if (capacity > config.max_position_embeddings) {
+    throw new Error(`rollout: prompt (${P} tokens) + maxCot ${req.maxCot} + answer prefill and ${maxAnswer} answer tokens need ${capacity} positions; the model has ${config.max_position_embeddings}`);
   }
+  const idsData = new Int32Array(B * P).fill(padId);
+  const validData = new Float64Array(B * P);
+  promptIds.forEach((p, b) => {
+    idsData.set(p, b * P + (P - p.length));
+    validData.fill(1, b * P + (P - p.length), (b + 1) * P);
+  });
+  const rowOf = Int32Array.from({ length: N }, (_, r) => Math.floor(r / G));
+
+  // --- Prefill the B distinct prompts once, then repeat each row G times.
+  let st: CotState;
+  {
+    const ids = T.tensor(idsData, { shape: [B, P], dtype: 'int32', backend });
+    const valid = floats(validData, [B, P]);
+    const at = int(0);
+    const pre = jPrefill(config, params, createDecodeState(config, B, capacity, { dtype, backend }), ids, valid, at);
+    T.treeDispose([ids, valid, at]);
+    const rows = T.tensor(rowOf, { dtype: 'int32', backend });
+    const repeat = (t: T.Tensor) => {
+      const r = T.gather(t, rows, 0);
+      t.dispose();
+      return r;
+    };
+    st = {
+      decode: {
+        keys: pre.state.keys.map(repeat), values: pre.state.values.map(repeat),
+        valid: repeat(pre.state.valid), positions: repeat(pre.state.positions),
+      },
+      z: repeat(pre.logits),
+      entropies: T.zeros([N, req.maxCot], { dtype, backend }),
+      softInputs: cot.kind === 'hard' ? null : T.zeros([N, req.maxCot, d], { dtype, backend }),
+    };
+    rows.dispose();
+    tokensProcessed += promptIds.reduce((a, p) => a + p.length, 0);
+  }
+  let written = P;
 
   const rows = Array.from({ length: N }, (_, r) => ({
     cotTokens: [] as number[],
-    cotInputs: [] as Float64Array[],
     entropies: [] as number[],
     stoppedEarly: false,
     cotText: '',
@@ -197,117 +283,110 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     promptIndex: Math.floor(r / G),
     stop: new StopDetector(tokenizer),
   }));
-  const step = (inputs: { ids?: T.Tensor; embeds?: T.Tensor }, mask: boolean[]): void => {
-    const out = forward(config, params, { ...inputs, mask: mask.map((m) => [m]), cache });
-    const nz = T.keep(lastPosition(out.logits));
-    out.logits.dispose();
-    out.hidden.dispose();
-    disposeCache(cache);
-    cache = keepAll(out.cache!);
-    z.dispose();
-    z = nz;
-    tokensProcessed += mask.filter(Boolean).length;
+  const sigmaT = floats([sigma], []);
+  const trace = !!req.cotTrace;
+  const run = async (stepIndex: number, mode: StepMode, active: readonly boolean[], key: T.PRNGKey) => {
+    const si = int(stepIndex);
+    const at = int(written);
+    const act = floats(active.map((a) => (a ? 1 : 0)), [N]);
+    const out = jStep(config, params, st, si, at, act, sigmaT, key, mode);
+    T.treeDispose([si, at, act]);
+    st = out.state;
+    written++;
+    tokensProcessed += active.filter(Boolean).length;
+    const y = await out.y.data();
+    const ent = out.entropy ? await out.entropy.data() : null;
+    let mix: T.TypedArray | null = null;
+    if (out.mixture) {
+      const row = T.scope(() => T.reshape(T.slice(out.mixture!, [traceRow, 0], [1, -1]), [-1]));
+      mix = await row.data();
+      row.dispose();
+    }
+    T.treeDispose([out.y, out.entropy, out.mixture]);
+    return { y, ent, mix };
   };
 
+  let entropies: Float32Array | Float64Array;
   try {
     // --- Chain of thought.
+    const cotMode: StepMode = { kind: cot.kind, sample: cot.kind === 'hard' ? cot.sample : sigma > 0, invTau: 1 / cot.tau, trace };
     const active = new Array<boolean>(N).fill(true);
+    let steps = 0;
     for (let t = 0; t < req.maxCot && active.some(Boolean); t++) {
-      const k = T.foldIn(req.key, t);
-      const [kSample, kNoise] = T.split(k);
-      const dev = T.scope((): { ent: T.Tensor; y: T.Tensor; h?: T.Tensor; mix?: T.Tensor } => {
-        const ent = entropyOf(z);
-        if (cot.kind === 'hard') {
-          const y = cot.sample ? T.categorical(kSample!, T.mul(z, 1 / cot.tau)) : T.argmax(z, -1);
-          return { ent, y };
-        }
-        const probs = T.softmax(T.mul(z, 1 / cot.tau), -1);
-        const h0 = T.matmul(probs, params.embed);
-        const h = sigma > 0 ? T.add(h0, T.mul(T.normal(kNoise!, [N, d], { dtype: h0.dtype, backend }), sigma)) : h0;
-        const mix = req.cotTrace ? T.reshape(T.slice(probs, [traceRow, 0], [1, probs.shape[1]!]), [-1]) : undefined;
-        return { ent, y: T.argmax(z, -1), h, mix };
-      });
-      const [entH, yH, hH, mixH] = await Promise.all([dev.ent.data(), dev.y.data(), dev.h ? dev.h.data() : null, dev.mix ? dev.mix.data() : null]);
-      const traceActive = [...active];
-      const ending = new Array<boolean>(N).fill(false);
+      const before = [...active];
+      const { y, ent, mix } = await run(t, cotMode, before, T.foldIn(req.key, t));
+      steps = t + 1;
       for (let r = 0; r < N; r++) {
-        if (!active[r]) continue;
+        if (!before[r]) continue;
         const row = rows[r]!;
-        row.cotTokens.push(yH[r]!);
-        row.entropies.push(entH[r]!);
-        if (hH) row.cotInputs.push(Float64Array.from(hH.subarray(r * d, (r + 1) * d)));
-        if (row.stop.push(yH[r]!) !== null) {
+        row.cotTokens.push(y[r]!);
+        if (row.stop.push(y[r]!) !== null) {
           row.stoppedEarly = true;
-          ending[r] = true;
+          active[r] = false;
         } else if (t === req.maxCot - 1) {
-          ending[r] = true;
+          active[r] = false;
         }
       }
-      // Feed this step's inputs (rows that already finished are masked out).
-      T.scope(() => {
-        if (cot.kind === 'hard') step({ ids: T.reshape(dev.y, [N, 1]) }, active);
-        else step({ embeds: T.reshape(dev.h!, [N, 1, d]) }, active);
-      });
-      T.treeDispose(dev);
-      for (let r = 0; r < N; r++) if (ending[r]) active[r] = false;
       req.onStep?.('cot', t, active.filter(Boolean).length);
       req.cotTrace?.onCotStep({
         step: t,
-        tokens: traceActive.map((a, r) => (a ? yH[r]! : -1)),
-        entropies: traceActive.map((a, r) => (a ? entH[r]! : NaN)),
-        stopped: traceActive.map((a, r) => a && rows[r]!.stoppedEarly),
-        topMixture: mixH && traceActive[traceRow] ? largestWeights(mixH, traceTopK) : null,
+        tokens: before.map((a, r) => (a ? y[r]! : -1)),
+        entropies: before.map((a, r) => (a ? ent![r]! : NaN)),
+        stopped: before.map((a, r) => a && rows[r]!.stoppedEarly),
+        topMixture: mix && before[traceRow] ? largestWeights(mix, traceTopK) : null,
       });
     }
+    entropies = (await st.entropies.data()) as Float32Array | Float64Array;
+    for (let r = 0; r < N; r++) {
+      const row = rows[r]!;
+      row.entropies = Array.from(entropies.subarray(r * req.maxCot, r * req.maxCot + row.cotTokens.length));
+    }
+    void steps;
 
     // --- Answer prefill, right-aligned so every row's next position is its answer start.
     for (const row of rows) row.cotText = tokenizer.decode(row.cotTokens);
     const prefillText = rows.map((r) => chooseAnswerPrefill(r.cotText, r.stoppedEarly));
     for (let r = 0; r < N; r++) rows[r]!.prefillIds = tokenizer.encode(prefillText[r]!);
-    const F = Math.max(...rows.map((r) => r.prefillIds.length));
     const preIds = new Int32Array(N * F).fill(padId);
-    const preMask = rows.map((row, r) => {
+    const preValid = new Float64Array(N * F);
+    rows.forEach((row, r) => {
+      if (row.prefillIds.length > F) throw new Error(`rollout: answer prefill of ${row.prefillIds.length} tokens exceeds the ${F} reserved`);
       preIds.set(row.prefillIds, r * F + (F - row.prefillIds.length));
-      return [...new Array<boolean>(F - row.prefillIds.length).fill(false), ...new Array<boolean>(row.prefillIds.length).fill(true)];
+      preValid.fill(1, r * F + (F - row.prefillIds.length), (r + 1) * F);
     });
     {
-      const out = T.scope(() => {
-        const ids = T.tensor(preIds, { shape: [N, F], dtype: 'int32', backend });
-        const o = forward(config, params, { ids, mask: preMask, cache });
-        return { z: lastPosition(o.logits), cache: o.cache! };
-      });
-      disposeCache(cache);
-      cache = keepAll(out.cache);
-      z.dispose();
-      z = T.keep(out.z);
+      const ids = T.tensor(preIds, { shape: [N, F], dtype: 'int32', backend });
+      const valid = floats(preValid, [N, F]);
+      const at = int(written);
+      const pre = jPrefill(config, params, st.decode, ids, valid, at);
+      T.treeDispose([ids, valid, at, st.z]);
+      st = { ...st, decode: pre.state, z: pre.logits };
+      written += F;
       tokensProcessed += rows.reduce((a, r) => a + r.prefillIds.length, 0);
     }
 
     // --- Answer: hard tokens until EOS, a closed \boxed{...}, or maxAnswer.
+    const answerMode: StepMode = { kind: 'answer', sample: req.answerSample, invTau: 1 / answerTau, trace: false };
     const answering = new Array<boolean>(N).fill(true);
     for (let a = 0; a < maxAnswer; a++) {
-      const k = T.foldIn(req.key, 1_000_000 + a);
-      const y = T.scope(() => (req.answerSample ? T.categorical(k, T.mul(z, 1 / answerTau)) : T.argmax(z, -1)));
-      const yH = await y.data();
+      const { y } = await run(0, answerMode, answering, T.foldIn(req.key, 1_000_000 + a));
       for (let r = 0; r < N; r++) {
         if (!answering[r]) continue;
         const row = rows[r]!;
-        row.answerIds.push(yH[r]!);
+        row.answerIds.push(y[r]!);
         row.answerText = prefillText[r]! + tokenizer.decode(row.answerIds, { skipSpecialTokens: true });
-        if (yH[r] === eosId || extractLastBoxed(row.answerText) !== null) answering[r] = false;
+        if (y[r] === eosId || extractLastBoxed(row.answerText) !== null) answering[r] = false;
       }
       const still = answering.filter(Boolean).length;
       req.onStep?.('answer', a, still);
-      if (still === 0 || a === maxAnswer - 1) {
-        y.dispose();
-        break;
-      }
-      T.scope(() => step({ ids: T.reshape(y, [N, 1]) }, answering));
-      y.dispose();
+      if (still === 0) break;
     }
+  } catch (e) {
+    st.softInputs?.dispose();
+    throw e;
   } finally {
-    disposeCache(cache);
-    z.dispose();
+    disposeDecodeState(st.decode);
+    T.treeDispose([st.z, st.entropies, sigmaT]);
   }
 
   const rollouts: Rollout[] = rows.map((row, r) => ({
@@ -316,7 +395,6 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     promptIds: promptIds[row.promptIndex]!,
     kind: cot.kind,
     cotTokens: row.cotTokens,
-    cotInputs: cot.kind === 'hard' ? null : concatRows(row.cotInputs, d),
     stoppedEarly: row.stoppedEarly,
     prefillIds: row.prefillIds,
     answerIds: row.answerIds,
@@ -324,7 +402,22 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     answerText: row.answerText,
     entropies: row.entropies,
   }));
-  return { rollouts, cot, sigma, embedRms, answerSample: req.answerSample, answerTau, tokensProcessed };
+  return { rollouts, softInputs: st.softInputs, cot, sigma, embedRms, answerSample: req.answerSample, answerTau, tokensProcessed };
+}
+
+/** Frees what a batch holds on the device (the soft inputs). */
+export function disposeRolloutBatch(batch: RolloutBatch): void {
+  batch.softInputs?.dispose();
+}
+
+/** Row r's soft inputs h̃, [cotLength × hidden] row-major (a readback, for inspection and tests). */
+export async function rolloutSoftInputs(batch: RolloutBatch, r: number): Promise<Float64Array> {
+  if (!batch.softInputs) throw new Error('rolloutSoftInputs: a hard batch has no soft inputs');
+  const ro = batch.rollouts[r];
+  if (!ro) throw new Error(`rolloutSoftInputs: no rollout ${r} in a batch of ${batch.rollouts.length}`);
+  const [, L, d] = batch.softInputs.shape as [number, number, number];
+  const all = await batch.softInputs.data();
+  return Float64Array.from(all.subarray(r * L * d, r * L * d + ro.cotTokens.length * d));
 }
 
 /** The k largest entries of a weight vector with their indices, largest first. */
@@ -339,10 +432,4 @@ function largestWeights(weights: ArrayLike<number>, k: number): { id: number; we
     if (top.length > k) top.pop();
   }
   return top;
-}
-
-function concatRows(parts: Float64Array[], d: number): Float64Array {
-  const out = new Float64Array(parts.length * d);
-  parts.forEach((p, i) => out.set(p, i * d));
-  return out;
 }

@@ -20,8 +20,8 @@ import { DEFAULT_NOISE_SCALE, DEFAULT_TAU, trainingCotSettings, type CotKind, ty
 import { adamwInit, adamwStep, cosineSchedule, type AdamWState } from './optim.js';
 import { formatPrompt } from './prompt.js';
 import { REWARD_CORRECT, reward } from './rewards.js';
-import { rlooAdvantages, rlooLoss } from './estimator.js';
-import { rollout, type Rollout } from './rollout.js';
+import { rlooAdvantages, rlooValueAndGrad } from './estimator.js';
+import { disposeRolloutBatch, rollout, type Rollout } from './rollout.js';
 
 export interface RlSettings {
   kind: CotKind;
@@ -231,9 +231,6 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
   };
   if (state.step === 0 && opts.validation.length > 0) await validate(0);
 
-  const vg = T.valueAndGrad((p: ModelParams, ro: Parameters<typeof rlooLoss>[2], adv: number[][], sig: number) =>
-    rlooLoss(config, p, ro, adv, { tau, sigma: sig, answerTau: 1 }),
-  );
   while (state.step < s.steps) {
     const step = state.step;
     const t0 = performance.now();
@@ -247,11 +244,17 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
     const rewardOf = opts.reward ?? ((r: Rollout, p: ProblemItem) => reward(r.answerText, p.reference));
     const rewards = problems.map((p, b) => batch.rollouts.slice(b * s.samples, (b + 1) * s.samples).map((r) => rewardOf(r, p)));
     const adv = rlooAdvantages(rewards);
-    const [loss, grads] = vg(params, batch.rollouts, adv, batch.sigma);
+    let loss: T.Tensor;
+    let grads: ModelParams;
+    try {
+      [loss, grads] = rlooValueAndGrad(config, params, batch, adv);
+    } finally {
+      disposeRolloutBatch(batch);
+    }
     const lr = cosineSchedule(step, s.lr, s.warmup, s.steps);
     const res = await adamwStep(params, grads, opt, { lr: s.lr, weightDecay: s.weightDecay ?? 0, maxGradNorm: s.maxGradNorm }, lr);
-    const lossValue = await (loss as T.Tensor).item();
-    (loss as T.Tensor).dispose();
+    const lossValue = await loss.item();
+    loss.dispose();
     T.treeDispose(grads);
     if (ownsParams) T.treeDispose(params);
     T.treeDispose(opt);

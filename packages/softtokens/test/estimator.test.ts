@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as T from '@softgrad/tensor';
-import { initParams, parseConfig } from '@softgrad/transformer';
+import { forward, initParams, parseConfig } from '@softgrad/transformer';
 import { builtinTokenizer } from '../src/builtin.js';
 import { trainingCotSettings } from '../src/modes.js';
-import { rollout } from '../src/rollout.js';
-import { gaussianLogDensity, rlooAdvantages, rlooLoss, rlooSurrogate } from '../src/estimator.js';
+import { rollout, rolloutSoftInputs } from '../src/rollout.js';
+import { gaussianLogDensity, rlooAdvantages, rlooLoss, rlooSurrogate, sequenceLogProbs } from '../src/estimator.js';
 import { formatPrompt } from '../src/prompt.js';
 
 const f64 = { dtype: 'float64' as const };
@@ -136,9 +136,49 @@ describe('the RLOO loss of a transformer', () => {
       const cot = trainingCotSettings(kind, kind === 'soft' ? 0.7 : 1);
       const batch = await rollout({ config, params, tokenizer, prompts, samples: 3, cot, maxCot: 4, maxAnswer: 3, answerSample: true, key: T.key(3) });
       const adv = rlooAdvantages([[100, 0, 10], [0, 10, 100]]);
-      const loss = (p: typeof params) => rlooLoss(config, p, batch.rollouts, adv, { tau: cot.tau, sigma: batch.sigma, answerTau: 1 });
+      const loss = (p: typeof params) => rlooLoss(config, p, batch, adv);
       T.checkGrads(loss, [params], { rng: 5 });
+      batch.softInputs?.dispose();
     }
     T.treeDispose(params);
   });
+
+  it('packs rollouts so that every ℓ equals an independent computation on the unpacked sequence (hard and soft, float64)', async () => {
+    const tokenizer = builtinTokenizer();
+    const config = parseConfig({ model_type: 'llama', vocab_size: tokenizer.vocabSize, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true }, 'tiny');
+    const params = initParams(config, 3, { std: 0.5, dtype: 'float64' });
+    for (const kind of ['soft', 'hard'] as const) {
+      const cot = trainingCotSettings(kind);
+      const batch = await rollout({ config, params, tokenizer, prompts: [formatPrompt('Tom has 3 apples.'), formatPrompt('Ann has 2 pens and more.')], samples: 2, cot, maxCot: 6, maxAnswer: 3, answerSample: true, key: T.key(3) });
+      const lp = Array.from(await sequenceLogProbs(config, params, batch).data());
+      for (let r = 0; r < batch.rollouts.length; r++) {
+        const ro = batch.rollouts[r]!;
+        const soft = kind === 'soft' ? await rolloutSoftInputs(batch, r) : null;
+        const d = 16;
+        const rows: number[][] = [];
+        const E = (await params.embed.toArray()) as number[][];
+        for (const id of ro.promptIds) rows.push(E[id]!);
+        ro.cotTokens.forEach((tok, t) => rows.push(soft ? Array.from(soft.subarray(t * d, (t + 1) * d)) : E[tok]!));
+        for (const id of [...ro.prefillIds, ...ro.answerIds]) rows.push(E[id]!);
+        const embeds = T.tensor([rows], { dtype: 'float64' });
+        const logits = (await forward(config, params, { embeds }).logits.toArray()) as number[][][];
+        let total = 0;
+        const P = ro.promptIds.length;
+        const lsm = (z: number[], tau: number) => { const s = z.map((v) => v / tau); const m = Math.max(...s); const lse = m + Math.log(s.reduce((a, v) => a + Math.exp(v - m), 0)); return s.map((v) => v - lse); };
+        ro.cotTokens.forEach((tok, t) => {
+          const l = lsm(logits[0]![P + t - 1]!, cot.tau);
+          if (kind === 'hard') total += l[tok]!;
+          else {
+            const p = l.map(Math.exp);
+            const mix = Array.from({ length: d }, (_, j) => p.reduce((a, pv, v) => a + pv * E[v]![j]!, 0));
+            const x = rows[P + t]!;
+            total -= mix.reduce((a, mv, j) => a + (x[j]! - mv) ** 2, 0) / (2 * batch.sigma ** 2);
+          }
+        });
+        const A0 = P + ro.cotTokens.length + ro.prefillIds.length;
+        ro.answerIds.forEach((id, a) => { total += lsm(logits[0]![A0 + a - 1]!, 1)[id]!; });
+        expect(Math.abs(lp[r]! - total)).toBeLessThan(1e-8 * Math.max(1, Math.abs(total)));
+      }
+    }
+  })
 });

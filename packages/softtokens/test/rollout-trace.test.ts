@@ -4,7 +4,7 @@ import { initParams, parseConfig, type TransformerConfig } from '@softgrad/trans
 import { builtinTokenizer } from '../src/builtin.js';
 import { trainingCotSettings } from '../src/modes.js';
 import { formatPrompt } from '../src/prompt.js';
-import { rollout, type CotStepTrace } from '../src/rollout.js';
+import { rollout, type CotStepTrace, disposeRolloutBatch } from '../src/rollout.js';
 
 const tokenizer = builtinTokenizer();
 function tinyConfig(): TransformerConfig {
@@ -19,6 +19,7 @@ describe('rollout CoT trace', () => {
   it('reports every CoT step of every row, and the traced row’s largest mixture weights, without changing the rollout', async () => {
     const config = tinyConfig();
     const params = initParams(config, 7, { std: 0.5 });
+    T.clearJitCaches();
     const before = T.getDefaultBackend().stats().liveBuffers;
     for (const kind of ['hard', 'soft', 'fuzzy'] as const) {
       const common = { config, params, tokenizer, prompts, samples: 2, cot: trainingCotSettings(kind), maxCot: 7, maxAnswer: 3, answerSample: true, key: T.key(11) };
@@ -48,7 +49,10 @@ describe('rollout CoT trace', () => {
         expect(top[0]!.id).toBe(t.tokens[3]);
         if (kind === 'fuzzy') expect(top[0]!.weight).toBeGreaterThan(0.99);
       }
+      disposeRolloutBatch(traced);
+      disposeRolloutBatch(plain);
     }
+    T.clearJitCaches(); // compiled programs keep constants for the next call
     expect(T.getDefaultBackend().stats().liveBuffers).toBe(before);
     await expect(rollout({ config, params, tokenizer, prompts, samples: 1, cot: trainingCotSettings('soft'), maxCot: 2, answerSample: false, key: T.key(1), cotTrace: { row: 2, onCotStep: () => {} } }))
       .rejects.toThrow('cotTrace.row must be a row index below 2, got 2');

@@ -3,7 +3,7 @@ import * as T from '@softgrad/tensor';
 import { initParams, parseConfig, type TransformerConfig } from '@softgrad/transformer';
 import { builtinTokenizer } from '../src/builtin.js';
 import { evalModeSettings, trainingCotSettings } from '../src/modes.js';
-import { rollout } from '../src/rollout.js';
+import { disposeRolloutBatch, rollout, rolloutSoftInputs, type RolloutBatch } from '../src/rollout.js';
 import { rlooLoss, rlooAdvantages, sequenceLogProbs } from '../src/estimator.js';
 import { formatPrompt } from '../src/prompt.js';
 import { chooseAnswerPrefill } from '../src/stop.js';
@@ -21,6 +21,7 @@ describe('rollouts', () => {
   it('record tokens, inputs, prefill and answer consistently for every CoT kind', async () => {
     const config = tinyConfig();
     const params = initParams(config, 1, { std: 0.5 });
+    T.clearJitCaches();
     const before = T.getDefaultBackend().stats().liveBuffers;
     for (const kind of ['hard', 'soft', 'fuzzy'] as const) {
       const batch = await rollout({
@@ -32,20 +33,27 @@ describe('rollouts', () => {
         expect(r.cotTokens.length).toBeGreaterThan(0);
         expect(r.cotTokens.length).toBeLessThanOrEqual(6);
         expect(r.entropies).toHaveLength(r.cotTokens.length);
-        if (kind === 'hard') expect(r.cotInputs).toBeNull();
-        else expect(r.cotInputs!.length).toBe(r.cotTokens.length * 16);
         expect(tokenizer.decode(r.prefillIds)).toBe(chooseAnswerPrefill(r.cotText, r.stoppedEarly));
         expect(r.cotText).toBe(tokenizer.decode(r.cotTokens));
         expect(r.answerIds.length).toBeGreaterThan(0);
         expect(r.answerIds.length).toBeLessThanOrEqual(4);
       }
-      if (kind !== 'hard') expect(batch.sigma).toBeGreaterThan(0);
+      if (kind === 'hard') {
+        expect(batch.softInputs).toBeNull();
+      } else {
+        expect(batch.sigma).toBeGreaterThan(0);
+        expect(batch.softInputs!.shape).toEqual([6, 6, 16]);
+        expect(batch.softInputs!.dtype).toBe(params.embed.dtype);
+        for (let r = 0; r < 6; r++) expect((await rolloutSoftInputs(batch, r)).length).toBe(batch.rollouts[r]!.cotTokens.length * 16);
+      }
       const adv = rlooAdvantages([[0, 100, 10], [10, 0, 0]]);
-      const [loss, g] = T.valueAndGrad((p: typeof params) => rlooLoss(config, p, batch.rollouts, adv, { tau: trainingCotSettings(kind).tau, sigma: batch.sigma, answerTau: 1 }))(params);
+      const [loss, g] = T.valueAndGrad((p: typeof params) => rlooLoss(config, p, batch, adv))(params);
       expect(Number.isFinite(await loss.item())).toBe(true);
       loss.dispose();
       T.treeDispose(g);
+      disposeRolloutBatch(batch);
     }
+    T.clearJitCaches(); // compiled programs keep constants (RoPE tables, masks) for the next call
     expect(T.getDefaultBackend().stats().liveBuffers).toBe(before);
     T.treeDispose(params);
   });
@@ -69,14 +77,19 @@ describe('rollouts', () => {
     const config = tinyConfig();
     const params = initParams(config, 4, { std: 0.5 });
     const common = { config, params, tokenizer, prompts, samples: 2, maxCot: 8, maxAnswer: 4, answerSample: false };
-    const a = await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(1) });
-    const b = await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(2) });
-    expect(b.rollouts.map((r) => r.cotInputs)).toEqual(a.rollouts.map((r) => r.cotInputs));
-    const s1 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) });
-    const s2 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) });
-    const s3 = await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(6) });
-    expect(s2.rollouts.map((r) => r.cotInputs)).toEqual(s1.rollouts.map((r) => r.cotInputs));
-    expect(s3.rollouts.map((r) => r.cotInputs)).not.toEqual(s1.rollouts.map((r) => r.cotInputs));
+    const inputs = async (b: RolloutBatch) => {
+      const all = await Promise.all(b.rollouts.map((_, r) => rolloutSoftInputs(b, r)));
+      disposeRolloutBatch(b);
+      return all.map((x) => Array.from(x));
+    };
+    const a = await inputs(await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(1) }));
+    const b = await inputs(await rollout({ ...common, cot: evalModeSettings('soft-greedy'), key: T.key(2) }));
+    expect(b).toEqual(a);
+    const s1 = await inputs(await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) }));
+    const s2 = await inputs(await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(5) }));
+    const s3 = await inputs(await rollout({ ...common, cot: evalModeSettings('soft-sample'), key: T.key(6) }));
+    expect(s2).toEqual(s1);
+    expect(s3).not.toEqual(s1);
     T.treeDispose(params);
   });
 
@@ -84,11 +97,11 @@ describe('rollouts', () => {
     const config = tinyConfig();
     const params = initParams(config, 5, { std: 0.5, dtype: 'float64' });
     const batch = await rollout({ config, params, tokenizer, prompts, samples: 2, cot: trainingCotSettings('hard'), maxCot: 5, maxAnswer: 3, answerSample: true, key: T.key(9) });
-    const lp = sequenceLogProbs(config, params, batch.rollouts, { tau: 1, sigma: 0, answerTau: 1 });
+    const lp = sequenceLogProbs(config, params, batch);
     const values = Array.from(await lp.data());
-    // Scoring one rollout alone (no padding) gives the same number.
+    // Scoring one rollout alone (no other rows beside it) gives the same number.
     for (let i = 0; i < batch.rollouts.length; i++) {
-      const single = sequenceLogProbs(config, params, [batch.rollouts[i]!], { tau: 1, sigma: 0, answerTau: 1 });
+      const single = sequenceLogProbs(config, params, batch, [i]);
       expect(Math.abs((await single.item()) - values[i]!)).toBeLessThan(1e-10);
       single.dispose();
       expect(values[i]!).toBeLessThan(0);

@@ -135,4 +135,6 @@ export interface Backend {
    * returning one fresh buffer per kernel output. Backends without it run jit programs op by op.
    */
   runFused?(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
+  /** Dtypes worth fusing on this backend (default: every supported dtype, when runFused exists). */
+  readonly fusedDTypes?: readonly DType[];
 }

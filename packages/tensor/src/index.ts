@@ -22,7 +22,7 @@ export {
   expandDims, squeeze, stack, gather, scatterAdd, dynamicSlice, dynamicUpdateSlice, cast, stopGradient, sumToShape,
   type MatmulOptions, type TensorLike,
 } from './ops.js';
-export { jit, type JitOptions, type JitStats, type Jitted } from './jit/jit.js';
+export { clearJitCaches, jit, type JitOptions, type JitStats, type Jitted } from './jit/jit.js';
 export { fusedKernelKey, fusedOutputSize, validateFusedKernel, type FusedInput, type FusedKernel, type FusedNode, type FusedOutput } from './fused.js';
 export { runFusedReference } from './fused-reference.js';
 export { logsumexp, logSoftmax, softmax, oneHot, takeAlongLastAxis, crossEntropy, silu, rmsNorm, type Reduction } from './nn.js';

@@ -483,8 +483,19 @@ const matmulPrim: Primitive<MatmulParams> = {
       da = sumToShape(full, a!.shape);
     }
     if (needs[1]) {
-      const full = transB ? matmul(g, a!, { transposeA: true, transposeB: transA }) : matmul(a!, g, { transposeA: !transA });
-      db = sumToShape(full, b!.shape);
+      if (b!.rank === 2 && a!.rank > 2 && !transA) {
+        // A weight shared by every batch row (x[..., M, K] · w): the batch sum of per-row
+        // products is one product over the flattened rows, [K, B·M]·[B·M, N], instead of B
+        // small ones and a reduction.
+        const k = a!.shape[a!.rank - 1]!;
+        const n = g.shape[g.rank - 1]!;
+        const af = reshape(a!, [-1, k]);
+        const gf = reshape(g, [-1, n]);
+        db = transB ? matmul(gf, af, { transposeA: true }) : matmul(af, gf, { transposeA: true });
+      } else {
+        const full = transB ? matmul(g, a!, { transposeA: true, transposeB: transA }) : matmul(a!, g, { transposeA: !transA });
+        db = sumToShape(full, b!.shape);
+      }
     }
     return [da, db];
   },

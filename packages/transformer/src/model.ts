@@ -7,9 +7,9 @@
  * attention mask and per-row positions, and incremental decoding with a KV cache.
  */
 import {
-  add, concat, type DType, gather, key as prngKey, matmul, mul, neg, normal, ones, type PRNGKey, reshape, rmsNorm,
-  scope, silu, slice, softmax, split, tensor, type Tensor, transpose, zeros, type Backend, fmtShape, getDefaultBackend,
-  keep,
+  add, arange, cast, concat, type DType, dynamicUpdateSlice, gather, greater, key as prngKey, lessEqual, logicalAnd, matmul,
+  mul, normal, ones, type PRNGKey, reshape, rmsNorm, scope, silu, softmax, split, sum, tensor, type Tensor, transpose, where,
+  zeros, type Backend, fmtShape, getDefaultBackend, keep,
 } from '@softgrad/tensor';
 import { ropeInverseFrequencies, type TransformerConfig } from './config.js';
 
@@ -124,13 +124,25 @@ function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   return b ? add(y, b) : y;
 }
 
-/** RoPE in Hugging Face's rotate-half layout; x: [B, H, S, hd], cos/sin: [B, 1, S, hd/2]. */
-function applyRope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  const hd = x.shape[3]!;
+/**
+ * RoPE in Hugging Face's rotate-half layout: x·cos + rotateHalf(x)·sin with x: [B, H, S, hd],
+ * cos/sin: [B, 1, S, hd] (each half repeated). rotateHalf(x) = [−x₂, x₁] is the product with a
+ * signed permutation matrix (exact: one ±1 per column), which keeps the whole rotation
+ * elementwise-fusable instead of two slices and a concat (and their pads in the backward).
+ */
+function applyRope(x: Tensor, cos: Tensor, sin: Tensor, rotate: Tensor): Tensor {
+  return add(mul(x, cos), mul(matmul(x, rotate), sin));
+}
+
+/** The [hd, hd] matrix R with x·R = rotateHalf(x) = [−x[half:], x[:half]]. */
+function rotateHalfMatrix(hd: number, dtype: DType, backend: Backend): Tensor {
   const half = hd / 2;
-  const x1 = slice(x, [0, 0, 0, 0], [-1, -1, -1, half]);
-  const x2 = slice(x, [0, 0, 0, half], [-1, -1, -1, half]);
-  return concat([add(mul(x1, cos), neg(mul(x2, sin))), add(mul(x2, cos), mul(x1, sin))], 3);
+  const r = new Float64Array(hd * hd);
+  for (let j = 0; j < half; j++) {
+    r[(j + half) * hd + j] = -1;
+    r[j * hd + j + half] = 1;
+  }
+  return tensor(dtype === 'float64' ? r : Float32Array.from(r), { shape: [hd, hd], dtype, backend });
 }
 
 /** The embedding rows of token ids: [B, S] → [B, S, hidden]. */
@@ -190,14 +202,15 @@ export function forward(config: TransformerConfig, params: ModelParams, input: F
   const hd = config.head_dim;
   const half = hd / 2;
   const invFreq = ropeInverseFrequencies(config);
-  const cosData = new Float64Array(B * S * half);
-  const sinData = new Float64Array(B * S * half);
+  const cosData = new Float64Array(B * S * hd);
+  const sinData = new Float64Array(B * S * hd);
   for (let b = 0; b < B; b++) {
     for (let s = 0; s < S; s++) {
       for (let i = 0; i < half; i++) {
         const a = positions[b]![s]! * invFreq[i]!;
-        cosData[(b * S + s) * half + i] = Math.cos(a);
-        sinData[(b * S + s) * half + i] = Math.sin(a);
+        const at = (b * S + s) * hd + i;
+        cosData[at] = cosData[at + half] = Math.cos(a);
+        sinData[at] = sinData[at + half] = Math.sin(a);
       }
     }
   }
@@ -218,8 +231,9 @@ export function forward(config: TransformerConfig, params: ModelParams, input: F
 
   const out = scope(() => {
     const o = { dtype, backend };
-    const cos = tensor(dtype === 'float64' ? cosData : Float32Array.from(cosData), { shape: [B, 1, S, half], ...o });
-    const sin = tensor(dtype === 'float64' ? sinData : Float32Array.from(sinData), { shape: [B, 1, S, half], ...o });
+    const cos = tensor(dtype === 'float64' ? cosData : Float32Array.from(cosData), { shape: [B, 1, S, hd], ...o });
+    const sin = tensor(dtype === 'float64' ? sinData : Float32Array.from(sinData), { shape: [B, 1, S, hd], ...o });
+    const rotate = rotateHalfMatrix(hd, dtype, backend);
     const bias = tensor(dtype === 'float64' ? biasData : Float32Array.from(biasData), { shape: [B, 1, 1, S, T], ...o });
     const scale = 1 / Math.sqrt(hd);
     let h = ids ? embedTokens(params, ids) : embeds!;
@@ -228,8 +242,8 @@ export function forward(config: TransformerConfig, params: ModelParams, input: F
       const q = transpose(reshape(linear(x, L.q, L.qBias), [B, S, H, hd]), [0, 2, 1, 3]);
       const k = transpose(reshape(linear(x, L.k, L.kBias), [B, S, KV, hd]), [0, 2, 1, 3]);
       const v = transpose(reshape(linear(x, L.v, L.vBias), [B, S, KV, hd]), [0, 2, 1, 3]);
-      const qr = applyRope(q, cos, sin);
-      let kr = applyRope(k, cos, sin);
+      const qr = applyRope(q, cos, sin, rotate);
+      let kr = applyRope(k, cos, sin, rotate);
       let vv = v;
       if (cache && cache.length > 0) {
         kr = concat([cache.keys[li]!, kr], 2);
@@ -284,4 +298,204 @@ export function parameterCount(params: ModelParams): number {
   let n = params.embed.size + params.norm.size + (params.lmHead?.size ?? 0);
   for (const L of params.layers) for (const t of Object.values(L)) n += (t as Tensor).size;
   return n;
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding with a preallocated cache (device-resident state, for jit)
+
+/**
+ * Everything decoding needs, on the device, preallocated to `capacity` positions: per layer
+ * keys and values [N, n_kv, capacity, head_dim], which positions hold real tokens
+ * (`valid`, [N, capacity], 1/0 in the model's dtype) and each row's next RoPE position
+ * (`positions`, [N] int32). decodeStep writes into it at a position given as a tensor, so a
+ * jitted step is traced once and, with the state donated, updates the cache in place.
+ */
+export interface DecodeState {
+  keys: Tensor[];
+  values: Tensor[];
+  valid: Tensor;
+  positions: Tensor;
+}
+
+export function createDecodeState(config: TransformerConfig, rows: number, capacity: number, opts: { dtype: DType; backend: Backend }): DecodeState {
+  if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`createDecodeState: capacity must be a positive integer, got ${capacity}`);
+  if (capacity > config.max_position_embeddings) {
+    throw new Error(`createDecodeState: capacity ${capacity} exceeds max_position_embeddings ${config.max_position_embeddings}`);
+  }
+  const shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
+  return {
+    keys: Array.from({ length: config.num_hidden_layers }, () => zeros(shape, opts)),
+    values: Array.from({ length: config.num_hidden_layers }, () => zeros(shape, opts)),
+    valid: zeros([rows, capacity], opts),
+    positions: zeros([rows], { dtype: 'int32', backend: opts.backend }),
+  };
+}
+
+/** cos and sin of every RoPE angle for positions [0, n): [n, head_dim] each (halves repeated). */
+function ropeTables(config: TransformerConfig, n: number, dtype: DType, backend: Backend): { cos: Tensor; sin: Tensor } {
+  const hd = config.head_dim;
+  const half = hd / 2;
+  const invFreq = ropeInverseFrequencies(config);
+  const c = new Float64Array(n * hd);
+  const sn = new Float64Array(n * hd);
+  for (let p = 0; p < n; p++) {
+    for (let i = 0; i < half; i++) {
+      const a = p * invFreq[i]!;
+      c[p * hd + i] = c[p * hd + i + half] = Math.cos(a);
+      sn[p * hd + i] = sn[p * hd + i + half] = Math.sin(a);
+    }
+  }
+  const f = (x: Float64Array) => (dtype === 'float64' ? x : Float32Array.from(x));
+  return { cos: tensor(f(c), { shape: [n, hd], dtype, backend }), sin: tensor(f(sn), { shape: [n, hd], dtype, backend }) };
+}
+
+/**
+ * S new positions per row, written into the state at cache index `writeAt` (an int32 scalar
+ * tensor, the same for every row). `newValid` [N, S] (1/0, the model's dtype) says which new
+ * positions are real tokens: the others are padding, never attended to and not advancing the
+ * row's RoPE position. Returns the logits of each row's last new position [N, vocab] and the
+ * new state. Pure and free of host reads, so it can be jitted; with the state donated the
+ * cache is updated in place.
+ */
+export function decodeStep(
+  config: TransformerConfig, params: ModelParams, state: DecodeState, embeds: Tensor, newValid: Tensor, writeAt: Tensor,
+): { logits: Tensor; state: DecodeState } {
+  const [N, S, d] = embeds.shape as [number, number, number];
+  if (embeds.rank !== 3 || d !== config.hidden_size) throw new Error(`decodeStep: embeds must be [rows, new, ${config.hidden_size}], got ${fmtShape(embeds.shape)}`);
+  const C = state.valid.shape[1]!;
+  if (state.valid.shape[0] !== N || newValid.shape[0] !== N || newValid.shape[1] !== S) {
+    throw new Error(`decodeStep: state has ${state.valid.shape[0]} rows, newValid is ${fmtShape(newValid.shape)}, embeds ${fmtShape(embeds.shape)}`);
+  }
+  const dtype = params.embed.dtype;
+  const backend = params.embed.backend;
+  const H = config.num_attention_heads;
+  const KV = config.num_key_value_heads;
+  const G = H / KV;
+  const hd = config.head_dim;
+  const o = { dtype, backend };
+  const keysOut: Tensor[] = [];
+  const valuesOut: Tensor[] = [];
+  const out = scope(() => {
+    // RoPE positions of the new tokens: the row's next position plus the real tokens before each one.
+    let pos = reshape(state.positions, [N, 1]);
+    if (S > 1) {
+      const before = new Float64Array(S * S);
+      for (let i = 0; i < S; i++) for (let j = i + 1; j < S; j++) before[i * S + j] = 1;
+      const u = tensor(dtype === 'float64' ? before : Float32Array.from(before), { shape: [S, S], ...o });
+      pos = add(pos, cast(matmul(newValid, u), 'int32'));
+    }
+    const positions = add(state.positions, cast(sum(newValid, -1), 'int32'));
+    const tables = ropeTables(config, C, dtype, backend);
+    const cos = reshape(gather(tables.cos, pos, 0), [N, 1, S, hd]);
+    const sin = reshape(gather(tables.sin, pos, 0), [N, 1, S, hd]);
+    const rotate = rotateHalfMatrix(hd, dtype, backend);
+    const valid = dynamicUpdateSlice(state.valid, newValid, writeAt, 1);
+    // Query s may attend cache index j when j ≤ writeAt + s and j holds a real token.
+    const j = reshape(arange(0, C, 1, { dtype: 'int32', backend }), [1, 1, 1, 1, C]);
+    const limit = add(reshape(arange(0, S, 1, { dtype: 'int32', backend }), [1, 1, 1, S, 1]), writeAt);
+    const ok = logicalAnd(lessEqual(j, limit), greater(reshape(valid, [N, 1, 1, 1, C]), 0.5));
+    const bias = where(ok, zeros([], o), -1e9);
+    const scale = 1 / Math.sqrt(hd);
+    let h = embeds;
+    params.layers.forEach((L, li) => {
+      const x = rmsNorm(h, L.inputNorm, config.rms_norm_eps);
+      const q = transpose(reshape(linear(x, L.q, L.qBias), [N, S, H, hd]), [0, 2, 1, 3]);
+      const k = transpose(reshape(linear(x, L.k, L.kBias), [N, S, KV, hd]), [0, 2, 1, 3]);
+      const v = transpose(reshape(linear(x, L.v, L.vBias), [N, S, KV, hd]), [0, 2, 1, 3]);
+      const kc = dynamicUpdateSlice(state.keys[li]!, applyRope(k, cos, sin, rotate), writeAt, 2);
+      const vc = dynamicUpdateSlice(state.values[li]!, v, writeAt, 2);
+      keysOut.push(kc);
+      valuesOut.push(vc);
+      const qg = reshape(applyRope(q, cos, sin, rotate), [N, KV, G * S, hd]);
+      const raw = reshape(matmul(qg, kc, { transposeB: true }), [N, KV, G, S, C]);
+      const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [N, KV, G * S, C]);
+      const ctx = reshape(matmul(probs, vc), [N, H, S, hd]);
+      const merged = reshape(transpose(ctx, [0, 2, 1, 3]), [N, S, H * hd]);
+      h = add(h, linear(merged, L.o));
+      const y = rmsNorm(h, L.postNorm, config.rms_norm_eps);
+      h = add(h, linear(mul(silu(linear(y, L.gate)), linear(y, L.up)), L.down));
+    });
+    const last = reshape(rmsNorm(reshape(sliceLast(h), [N, d]), params.norm, config.rms_norm_eps), [N, d]);
+    const logits = matmul(last, outputMatrix(params), { transposeB: true });
+    return { logits, valid, positions, keys: keysOut, values: valuesOut };
+  });
+  return { logits: out.logits, state: { keys: out.keys, values: out.values, valid: out.valid, positions: out.positions } };
+}
+
+/** [N, S, d] → [N, 1, d]: each row's last position. */
+function sliceLast(h: Tensor): Tensor {
+  const [N, S, d] = h.shape as [number, number, number];
+  return S === 1 ? h : reshape(gather(h, tensor(Int32Array.of(S - 1), { dtype: 'int32', backend: h.backend }), 1), [N, 1, d]);
+}
+
+export function disposeDecodeState(state: DecodeState | undefined): void {
+  if (!state) return;
+  for (const t of [...state.keys, ...state.values, state.valid, state.positions]) t.dispose();
+}
+
+// ---------------------------------------------------------------------------------------
+// Packed sequences (scoring many rows of different lengths)
+
+/**
+ * Rows of different lengths packed end to end: the token-wise work (projections, MLP, norms,
+ * logits) runs over the packed tokens only, and attention runs per row on a padded [rows,
+ * width] layout that tokens are gathered into and back out of. Indices are tensors, so a
+ * jitted loss over packed rows is traced once per (tokens, rows, width) shape.
+ */
+export interface PackedLayout {
+  /** RoPE position of each packed token within its row, [T] int32. */
+  positions: Tensor;
+  /** For each padded slot r·width + i: the packed index of row r's token i (any index for empty slots), [rows·width] int32. */
+  toPadded: Tensor;
+  /** For each packed token: its padded slot, [T] int32. */
+  toPacked: Tensor;
+  /** 1 where a padded slot holds a token, 0 elsewhere: [rows, width] in the model's dtype. */
+  slotValid: Tensor;
+}
+
+/** Logits [T, vocab] of packed input embeddings [T, hidden]. */
+export function forwardPacked(config: TransformerConfig, params: ModelParams, embeds: Tensor, layout: PackedLayout): Tensor {
+  const [T, d] = embeds.shape as [number, number];
+  if (embeds.rank !== 2 || d !== config.hidden_size) throw new Error(`forwardPacked: embeds must be [tokens, ${config.hidden_size}], got ${fmtShape(embeds.shape)}`);
+  const [R, W] = layout.slotValid.shape as [number, number];
+  const dtype = params.embed.dtype;
+  const backend = params.embed.backend;
+  const H = config.num_attention_heads;
+  const KV = config.num_key_value_heads;
+  const G = H / KV;
+  const hd = config.head_dim;
+  return scope(() => {
+    const tables = ropeTables(config, W, dtype, backend);
+    const cos = reshape(gather(tables.cos, layout.positions, 0), [T, 1, hd]);
+    const sin = reshape(gather(tables.sin, layout.positions, 0), [T, 1, hd]);
+    const rotate = rotateHalfMatrix(hd, dtype, backend);
+    const causal = new Uint8Array(W * W);
+    for (let i = 0; i < W; i++) for (let j = 0; j <= i; j++) causal[i * W + j] = 1;
+    const ok = logicalAnd(
+      tensor(causal, { shape: [1, 1, 1, W, W], dtype: 'bool', backend }),
+      greater(reshape(layout.slotValid, [R, 1, 1, 1, W]), 0.5),
+    );
+    const bias = where(ok, zeros([], { dtype, backend }), -1e9);
+    const scale = 1 / Math.sqrt(hd);
+    /** [T, heads·hd] packed → [R, heads, W, hd] padded. */
+    const toRows = (x: Tensor, heads: number) =>
+      transpose(reshape(gather(x, layout.toPadded, 0), [R, W, heads, hd]), [0, 2, 1, 3]);
+    let h = embeds;
+    for (const L of params.layers) {
+      const x = rmsNorm(h, L.inputNorm, config.rms_norm_eps);
+      const q = applyRope(reshape(linear(x, L.q, L.qBias), [T, H, hd]), cos, sin, rotate);
+      const k = applyRope(reshape(linear(x, L.k, L.kBias), [T, KV, hd]), cos, sin, rotate);
+      const v = linear(x, L.v, L.vBias);
+      const qg = reshape(toRows(reshape(q, [T, H * hd]), H), [R, KV, G * W, hd]);
+      const kr = toRows(reshape(k, [T, KV * hd]), KV);
+      const vr = toRows(v, KV);
+      const raw = reshape(matmul(qg, kr, { transposeB: true }), [R, KV, G, W, W]);
+      const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [R, KV, G * W, W]);
+      const ctx = reshape(transpose(reshape(matmul(probs, vr), [R, H, W, hd]), [0, 2, 1, 3]), [R * W, H * hd]);
+      h = add(h, linear(gather(ctx, layout.toPacked, 0), L.o));
+      const y = rmsNorm(h, L.postNorm, config.rms_norm_eps);
+      h = add(h, linear(mul(silu(linear(y, L.gate)), linear(y, L.up)), L.down));
+    }
+    return matmul(rmsNorm(h, params.norm, config.rms_norm_eps), outputMatrix(params), { transposeB: true });
+  });
 }

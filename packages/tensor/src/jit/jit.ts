@@ -230,6 +230,22 @@ function trace(
 // ---------------------------------------------------------------------------------------
 // The transformation
 
+/** Every jitted function alive, so their compiled programs can all be released at once. */
+const registry = new Set<WeakRef<{ dispose(): void }>>();
+
+/**
+ * Releases the compiled programs of every jitted function (their constants and captured
+ * tensors), e.g. before counting live buffers, or to give memory back after a phase that
+ * used many shapes. The functions stay usable: the next call traces again.
+ */
+export function clearJitCaches(): void {
+  for (const ref of registry) {
+    const j = ref.deref();
+    if (j) j.dispose();
+    else registry.delete(ref);
+  }
+}
+
 export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions = {}): Jitted<F> {
   const name = options.name ?? (f.name || 'the function');
   const donate = new Set(options.donateArgnums ?? []);
@@ -283,9 +299,10 @@ export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions
     last = undefined;
   };
   jitted[Symbol.dispose] = jitted.dispose;
+  registry.add(new WeakRef(jitted));
   return jitted;
 }
 
 function fusableDTypes(backend: Backend): DType[] {
-  return (['float32', 'float64', 'int32', 'bool'] as const).filter((d) => backend.supportsDType(d));
+  return (backend.fusedDTypes ?? (['float32', 'float64', 'int32', 'bool'] as const)).filter((d) => backend.supportsDType(d));
 }

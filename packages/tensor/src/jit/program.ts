@@ -249,7 +249,7 @@ export class Executable {
       throw e;
     }
     const made = new Map<number, Tensor>();
-    return outputs.map((o) => {
+    const result = outputs.map((o) => {
       const prev = made.get(o.v);
       if (prev) {
         prev._storage.retain();
@@ -266,6 +266,12 @@ export class Executable {
       made.set(o.v, t);
       return t;
     });
+    // Donated arguments are spent, as in JAX: those whose buffer was not taken over (shared, or
+    // returned as they are) lose this reference too; an output that aliases one keeps its own.
+    vars.forEach((info) => {
+      if (info.source.kind === 'input' && donated[info.source.leaf]) args[info.source.leaf]!.dispose();
+    });
+    return result;
   }
 
   dispose(): void {

@@ -67,6 +67,8 @@ export interface WasmBackendStats extends BackendStats, HeapStats {
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
+  /** float64 runs the JS kernels op by op: fusing it would gain nothing. */
+  readonly fusedDTypes: readonly DType[] = ['float32', 'int32', 'bool'];
   readonly heap: WasmHeap;
   readonly threads: number;
   /** Whether the runtime has relaxed SIMD (then matmul uses fused multiply-adds). */
@@ -74,6 +76,7 @@ export class WasmBackend implements Backend {
   private readonly kernels: KernelCache;
   private readonly pool: ThreadPool | null;
   private readonly gemm: KernelFunction;
+  private readonly gemmBatched: KernelFunction;
   private readonly gemv: KernelFunction;
   /** Packing scratch per thread. */
   private readonly scratch: { packA: number; packB: number; tile: number }[] = [];
@@ -95,6 +98,7 @@ export class WasmBackend implements Backend {
     const inst = new WebAssembly.Instance(module, { env: { memory: this.heap.memory } });
     this.gemm = this.kernelFunction(module, 'gemm', inst.exports['gemm'] as (...args: number[]) => void);
     this.gemv = this.kernelFunction(module, 'gemv', inst.exports['gemv'] as (...args: number[]) => void);
+    this.gemmBatched = this.kernelFunction(module, 'gemmBatched', inst.exports['gemmBatched'] as (...args: number[]) => void);
     const sc = gemmScratch(DEFAULT_GEMM);
     for (let t = 0; t < this.threads; t++) {
       this.scratch.push({ packA: this.heap.reserve(sc.packA * 4), packB: this.heap.reserve(sc.packB * 4), tile: this.heap.reserve(sc.tile * 4) });
@@ -319,8 +323,9 @@ export class WasmBackend implements Backend {
     const idx = new Array<number>(rank).fill(0);
     let aOff = 0;
     let bOff = 0;
+    const items: number[] = [];
     for (let t = 0; t < nBatch; t++) {
-      this.product(M, N, K, pa + aOff * M * K * 4, ars, acs, pb + bOff * K * N * 4, brs, bcs, out.ptr + t * M * N * 4);
+      items.push(pa + aOff * M * K * 4, pb + bOff * K * N * 4, out.ptr + t * M * N * 4);
       for (let d = rank - 1; d >= 0; d--) {
         aOff += aStr[d]!;
         bOff += bStr[d]!;
@@ -330,6 +335,23 @@ export class WasmBackend implements Backend {
         idx[d] = 0;
       }
     }
+    // Products big enough to split go one by one across threads; many small ones are split by item.
+    if (M === 1 || N === 1 || M * N * K >= PARALLEL_MIN_MACS || !this.pool) {
+      for (let t = 0; t < nBatch; t++) this.product(M, N, K, items[3 * t]!, ars, acs, items[3 * t + 1]!, brs, bcs, items[3 * t + 2]!);
+      return out;
+    }
+    const table = this.heap.alloc(items.length * 4);
+    this.view(table, 'int32', items.length).set(items);
+    const T = nBatch * M * N * K >= PARALLEL_MIN_MACS ? Math.min(this.threads, nBatch) : 1;
+    const chunk = Math.ceil(nBatch / T);
+    const args: number[][] = [];
+    for (let i0 = 0, t = 0; i0 < nBatch; i0 += chunk, t++) {
+      const s = this.scratch[t]!;
+      args.push([M, N, K, ars, acs, brs, bcs, table.ptr, s.packA, s.packB, s.tile, i0, Math.min(nBatch, i0 + chunk)]);
+    }
+    if (args.length === 1) this.gemmBatched.fn(...args[0]!);
+    else this.pool.run(this.gemmBatched, args);
+    this.heap.free(table);
     return out;
   }
 
@@ -378,20 +400,28 @@ export class WasmBackend implements Backend {
     return out;
   }
 
+  /** out (contiguous, `shape`) = x read at offset + Σ index·strides: a copy kernel from the code generator. */
+  private gatherCopy(x: BufferView, shape: Shape, offset: number, strides: number[]): BackendBuffer {
+    if (x.dtype === 'float64') return this.copy(x, sizeOf(shape), shape, offset, strides, 0, stridesOf(shape));
+    const kernel: FusedKernel = {
+      shape: [...shape], reduceAxes: [], inputs: [{ dtype: x.dtype, offset, strides }],
+      nodes: [{ kind: 'input', input: 0, dtype: x.dtype }], outputs: [{ node: 0, dtype: x.dtype }],
+    };
+    return this.runFused(kernel, [x.buf])[0]!;
+  }
+
   transpose(x: BufferView, perm: readonly number[]): BackendBuffer {
     const xs = stridesOf(x.shape);
-    const outShape = perm.map((p) => x.shape[p]!);
-    return this.copy(x, sizeOf(x.shape), outShape, 0, perm.map((p) => xs[p]!), 0, stridesOf(outShape));
+    return this.gatherCopy(x, perm.map((p) => x.shape[p]!), 0, perm.map((p) => xs[p]!));
   }
 
   broadcastTo(x: BufferView, shape: Shape): BackendBuffer {
-    return this.copy(x, sizeOf(shape), shape, 0, broadcastStrides(x.shape, shape), 0, stridesOf(shape));
+    return this.gatherCopy(x, shape, 0, broadcastStrides(x.shape, shape));
   }
 
   slice(x: BufferView, starts: readonly number[], sizes: readonly number[]): BackendBuffer {
     const xs = stridesOf(x.shape);
-    const off = starts.reduce((a, s, i) => a + s * xs[i]!, 0);
-    return this.copy(x, sizeOf(sizes), sizes, off, xs, 0, stridesOf(sizes));
+    return this.gatherCopy(x, sizes, starts.reduce((a, s, i) => a + s * xs[i]!, 0), xs);
   }
 
   pad(x: BufferView, before: readonly number[], after: readonly number[]): BackendBuffer {

@@ -212,6 +212,7 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
     });
   });
 
+  const gemm = m.nextFunctionIndex;
   m.func('gemm', new Array(18).fill('i32'), [], (f) => {
     const [M, N, K, a, ars, acs, b, brs, bcs, c, ldc, pA, pB, tile, m0, m1, n0, n1] = f.params as Local[];
     void M;
@@ -252,6 +253,24 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
           });
         });
       });
+    });
+  });
+
+  // gemmBatched(M, N, K, ars, acs, brs, bcs, table, packA, packB, tile, i0, i1): for each item
+  // t in [i0, i1) of `table` (three i32 per item: a, b, c pointers), C_t = A_t·B_t.
+  m.func('gemmBatched', new Array(13).fill('i32'), [], (f) => {
+    const [M, N, K, ars, acs, brs, bcs, table, pA, pB, tile, i0, i1] = f.params as Local[];
+    const t = f.local('i32');
+    const e = f.local('i32');
+    f.for(t, () => f.get(i0!), () => f.get(i1!), 1, () => {
+      f.get(table!).get(t).i32Const(12).i32Mul().i32Add().set(e);
+      f.get(M!).get(N!).get(K!);
+      f.get(e).i32Load(0).get(ars!).get(acs!);
+      f.get(e).i32Load(4).get(brs!).get(bcs!);
+      f.get(e).i32Load(8).get(N!);
+      f.get(pA!).get(pB!).get(tile!);
+      f.i32Const(0).get(M!).i32Const(0).get(N!);
+      f.call(gemm);
     });
   });
 
