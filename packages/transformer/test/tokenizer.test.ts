@@ -16,7 +16,8 @@ afterEach(async () => {
 const ALPHABET = '0123456789+-*/=()#., \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ?$';
 
 describe('character tokenizer', () => {
-  const tok = createCharTokenizer({ alphabet: ALPHABET, corpus: ['é'] });
+  // Lenient, so that unknown characters exercise the unk path and the round trip below.
+  const tok = createCharTokenizer({ alphabet: ALPHABET, corpus: ['é'], strict: false });
 
   it('gives special tokens the first ids and characters the rest in code-point order', () => {
     expect([tok.padId, tok.bosId, tok.eosId, tok.unkId]).toEqual([0, 1, 2, 3]);
@@ -36,10 +37,17 @@ describe('character tokenizer', () => {
     expect(() => tok.decode([1.5])).toThrow(/not an integer/);
   });
 
+  it('is strict by default: a character outside the vocabulary is an error naming it', () => {
+    const strict = createCharTokenizer({ alphabet: ALPHABET });
+    expect(strict.encode('7 apples and 77')).toHaveLength(15);
+    expect(() => strict.encode('7 apples ☃ and 77')).toThrow(/cannot encode "☃" \(U\+2603\) at character 9 of "7 apples ☃ and 77": not in the vocabulary/);
+    expect(() => strict.encode('a\u0000')).toThrow(/"\\u0000" \(U\+0000\)/);
+  });
+
   it('saves as a Hugging Face tokenizer.json that loads back with identical encode and decode', async () => {
     await tok.save(dir);
     expect((await readdir(dir)).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
-    const loaded = await loadHfTokenizer(dir);
+    const loaded = await loadHfTokenizer(dir, { strict: false });
     expect(loaded.vocabSize).toBe(tok.vocabSize);
     expect([loaded.padId, loaded.bosId, loaded.eosId, loaded.unkId]).toEqual([0, 1, 2, 3]);
     expect(new Map(loaded.specialTokens)).toEqual(new Map(tok.specialTokens));
@@ -192,7 +200,7 @@ describe('Hugging Face tokenizer.json', () => {
     await writeFile(join(dir, 'tokenizer.json'), '{"model": ');
     await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: not valid JSON/);
     await writeFile(join(dir, 'tokenizer.json'), '{"model": {"type": "Nonsense"}}');
-    await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: unsupported or invalid tokenizer/);
+    await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: "model.type": unsupported "Nonsense" \(supported: BPE, WordPiece, Unigram\)/);
     expect(() => hfTokenizerFromJson([], {}, 'mem')).toThrow('mem: tokenizer.json must be a JSON object');
   });
 
