@@ -371,7 +371,19 @@ function parsedEqual(a: ParsedAnswer, b: ParsedAnswer): boolean {
       a.items.every((x, i) => parsedEqual(x, b.items[i]!))
     );
   }
+  if (a.kind === 'text' && b.kind === 'text' && isWords(a.text) && isWords(b.text)) {
+    return a.text.toLowerCase() === b.text.toLowerCase();
+  }
   return canonical(a) === canonical(b);
+}
+
+/**
+ * Words rather than a formula: letters and sentence punctuation only. `Blue` and `blue`
+ * are one answer; `2X+1` and `2x+1` (digits, operators) stay case-sensitive, since a
+ * formula's variables may differ by case.
+ */
+function isWords(text: string): boolean {
+  return /^[\p{L}'’.,()\-]+$/u.test(text);
 }
 
 function canonical(p: ParsedAnswer): string {
