@@ -49,7 +49,8 @@ export function parseJsonl(text: string, source: string): JsonlLine[] {
     try {
       value = JSON.parse(body);
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
+      // V8 quotes the text near the problem, control characters included: keep one line.
+      const why = (err instanceof Error ? err.message : String(err)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
       throw new DataFileError(source, i + 1, `invalid JSON (${why.length > 120 ? `${why.slice(0, 117)}...` : why})`);
     }
     // JSON.parse keeps the last of two equal keys; a record saying two things is refused.

@@ -6,7 +6,7 @@ import { type Backend, type DType, getDefaultBackend, type Tensor, tensor, fmtSh
 import { readConfig, writeConfig, type TransformerConfig } from './config.js';
 import type { LayerParams, ModelParams } from './model.js';
 import { openCheckpointDir, writeCheckpointDir, type HostTensor, type WriteFloatDtype } from './safetensors.js';
-import { expectedTensorNames, validateCheckpointTensors } from './weights.js';
+import { checkTiedCopy, expectedTensorNames, validateCheckpointTensors } from './weights.js';
 
 const LAYER_NAMES: [keyof LayerParams, string][] = [
   ['q', 'self_attn.q_proj.weight'],
@@ -85,6 +85,8 @@ function assembleParams(config: TransformerConfig, take: (name: string) => Tenso
 /** Build parameters from named host tensors after validating them against the config. */
 export function paramsFromHost(config: TransformerConfig, host: Record<string, HostTensor>, source: string, opts: LoadOptions = {}): ModelParams {
   validateCheckpointTensors(config, host, source);
+  const lmHead = host['lm_head.weight'];
+  if (config.tie_word_embeddings && lmHead) checkTiedCopy(host['model.embed_tokens.weight']!.data, lmHead.data, source);
   const created: Tensor[] = [];
   try {
     return assembleParams(config, (name) => {
@@ -113,9 +115,21 @@ export async function loadParams(config: TransformerConfig, dir: string, opts: L
   for (const [name, e] of reader.entries) shapes[name] = { shape: e.shape, dtype: e.dtype };
   validateCheckpointTensors(config, shapes, reader.source);
   const loaded = new Map<string, Tensor>();
+  const names = expectedTensorNames(config).map((e) => e.name);
+  const tiedCopy = config.tie_word_embeddings && reader.entries.has('lm_head.weight');
+  // A tied model's lm_head.weight must be a copy of the embedding; both are held only as
+  // long as it takes to compare them.
+  let embedHost: HostTensor | undefined;
+  let lmHeadHost: HostTensor | undefined;
   try {
-    await reader.readEach(expectedTensorNames(config).map((e) => e.name), (name, h) => {
-      loaded.set(name, hostToTensor(h, name, reader.entries.get(name)!.path, opts));
+    await reader.readEach(tiedCopy ? [...names, 'lm_head.weight'] : names, (name, h) => {
+      if (name === 'lm_head.weight' && tiedCopy) lmHeadHost = h;
+      else loaded.set(name, hostToTensor(h, name, reader.entries.get(name)!.path, opts));
+      if (tiedCopy && name === 'model.embed_tokens.weight') embedHost = h;
+      if (embedHost && lmHeadHost) {
+        checkTiedCopy(embedHost.data, lmHeadHost.data, reader.source);
+        embedHost = lmHeadHost = undefined;
+      }
     });
     return assembleParams(config, (name) => loaded.get(name)!);
   } catch (e) {

@@ -91,8 +91,10 @@ export function parseJsonStrict(text: string, source: string): unknown {
       const { line, column } = lineAndColumn(text, Number(at[1]));
       return `line ${line}, column ${column}: `;
     })() : '';
-    // V8 quotes the whole text in some messages; a 10 MB tokenizer.json must not end up on the terminal.
-    const short = message.length > 160 ? `${message.slice(0, 157)}...` : message;
+    // V8 quotes the text around the problem, raw control characters included; they are
+    // escaped so that the message stays one line.
+    const oneLine = message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    const short = oneLine.length > 160 ? `${oneLine.slice(0, 157)}...` : oneLine;
     throw new Error(`${source}: ${where}not valid JSON (${short})`, { cause: e });
   }
   const dup = findDuplicateKey(text);

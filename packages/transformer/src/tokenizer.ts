@@ -263,6 +263,7 @@ function validateTokenizerJson(json: Record<string, unknown>, fail: (m: string) 
   const model = json.model;
   if (!isRecord(model)) fail(`"model" must be an object, got ${short(model)}`);
   const type = model.type;
+  if (type === undefined) fail(`"model.type" is missing (expected one of ${MODEL_TYPES.join(', ')})`);
   if (!(MODEL_TYPES as readonly unknown[]).includes(type)) fail(`"model.type": unsupported ${short(type)} (supported: ${MODEL_TYPES.join(', ')})`);
   const tokenOf = new Map<number, string>();
   const ids = new Map<string, number>();

@@ -59,7 +59,8 @@ const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64', 'float32', 'float64']
  * listed). Returns the names present but deliberately not used:
  * - rotary `inv_freq` buffers of old checkpoints;
  * - `lm_head.weight` of a model with tie_word_embeddings, which transformers also
- *   ignores (the output projection is the embedding matrix). Its shape is still checked.
+ *   ignores (the output projection is the embedding matrix). Its shape is still checked,
+ *   and the loaders check that it is a copy of the embedding (see `checkTiedCopy`).
  */
 export function validateCheckpointTensors(
   config: ShapeConfig,
@@ -112,4 +113,20 @@ export function validateCheckpointTensors(
     );
   }
   return { ignored };
+}
+
+/**
+ * A tied model's checkpoint may carry `lm_head.weight` as a second copy of the embedding;
+ * one that differs was saved from an untied model, and loading it tied would silently
+ * drop its output layer.
+ */
+export function checkTiedCopy(embed: ArrayLike<number>, lmHead: ArrayLike<number>, source: string): void {
+  for (let i = 0; i < embed.length; i++) {
+    if (!Object.is(embed[i], lmHead[i])) {
+      throw new Error(
+        `${source}: config.json says tie_word_embeddings, but lm_head.weight differs from model.embed_tokens.weight (element ${i}); ` +
+          'the checkpoint is of an untied model (set tie_word_embeddings to false)',
+      );
+    }
+  }
 }

@@ -14,6 +14,7 @@ import {
   writeFileAtomicSync,
 } from '../src/atomic.js';
 import { CrashingDirectoryOps, SimulatedCrash } from '../src/crash-testing.js';
+import { findDuplicateKey, parseJsonStrict } from '../src/json.js';
 
 let root: string;
 beforeEach(() => {
@@ -133,6 +134,21 @@ describe('directory swap under real kill -9', () => {
     }
     // The kills landed at different points of the loop.
     expect(seen.size).toBeGreaterThan(1);
+  });
+});
+
+describe('strict JSON', () => {
+  it('names a key given twice, with its line and path', () => {
+    expect(() => parseJsonStrict('{"a": {"b": 1,\n "b": 2}}', 'x.json')).toThrow('x.json: line 2, column 2: key "b" appears twice in "a"');
+    expect(() => parseJsonStrict('[{"x": 1}, {"x": 1, "x": 2}]', 'y.json')).toThrow('key "x" appears twice in [1]');
+    expect(() => parseJsonStrict('{"a\\u0062": 1, "ab": 2}', 'z.json')).toThrow('key "ab" appears twice in the top-level object');
+    expect(parseJsonStrict('{"a": {"b": 1}, "b": {"a": [{"a": 1}, {"a": 2}]}}', 'ok.json')).toEqual({ a: { b: 1 }, b: { a: [{ a: 1 }, { a: 2 }] } });
+    expect(findDuplicateKey('{"k": "\\"k\\"", "k2": 1}')).toBeNull();
+  });
+
+  it('puts syntax errors on one line with their position', () => {
+    expect(() => parseJsonStrict('{\n "a": 1,\n}', 'c.json')).toThrow(/^c\.json: line 3, column 1: not valid JSON/);
+    expect(() => parseJsonStrict('{"a": "x\ny"}', 'd.json')).toThrow(/^d\.json: line 1, column 9: not valid JSON \([^\n]*\)$/);
   });
 });
 
