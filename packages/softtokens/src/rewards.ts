@@ -1,5 +1,5 @@
 /**
- * Answer extraction, normalisation and the paper's reward (SPEC §1): 100 for a correct
+ * Answer extraction, normalisation and the paper's reward (docs/method.md): 100 for a correct
  * boxed answer, 10 for a boxed answer that parses but is wrong, 0 otherwise.
  *
  * Correctness is mathematical equivalence, not string equality: numbers are compared as

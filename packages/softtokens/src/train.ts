@@ -79,7 +79,7 @@ export interface RlRunOptions {
   /** Run directory: metrics.jsonl, checkpoint/, best/, run.json. */
   dir: string;
   resume?: boolean;
-  /** Reward of one rollout (default: SPEC §1's 100 / 10 / 0 on the boxed answer). */
+  /** Reward of one rollout (default: the paper's 100 / 10 / 0 on the boxed answer, docs/method.md). */
   reward?: (rollout: Rollout, problem: ProblemItem) => number;
   /** Files copied into every saved model directory (tokenizer.json, ...), so each is loadable on its own. */
   modelFiles?: readonly string[];
