@@ -215,6 +215,10 @@ describe('the softgrad command', () => {
 describe('softgrad train runs', () => {
   it('refuses to start over an existing run, and refuses a resume that differs, in one line with exit 2', () => {
     const out = join(dir, 'run-a');
+    const brokenModelDir = join(dir, 'broken-model');
+    mkdirSync(brokenModelDir, { recursive: true });
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) writeFileSync(join(brokenModelDir, f), readFileSync(join(modelDir, f)));
+    writeFileSync(join(brokenModelDir, 'model.safetensors'), 'not a safetensors file');
     const first = cli(...fastTrain(out, '--steps', '2'));
     expect(first.code, first.stderr).toBe(0);
     const log = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
@@ -224,6 +228,9 @@ describe('softgrad train runs', () => {
       [fastTrain(out, '--steps', '4', '--resume'), /cannot resume .*: --steps is 2 in the run but 4 now/],
       [fastTrain(out, '--steps', '2', '--resume', '--max-grad-norm', '1'), /--max-grad-norm is null in the run but 1 now/],
       [fastTrain(out, '--steps', '2', '--resume', '--data', 'builtin:train', '--train-count', '7'), /the training data differs: the run used builtin:train \(sha256 [0-9a-f]+…, 1000 problems\), now builtin:train \(sha256 [0-9a-f]+…, 7 problems\)/],
+      // Checked before the model is read: this model's weights are garbage.
+      [fastTrainOf(brokenModelDir, out, '--steps', '2', '--resume', '--seed', '9'), /cannot resume .*: --seed is 3 in the run but 9 now/],
+      [fastTrain(join(dir, 'never-ran'), '--steps', '2', '--resume'), /--resume: .*never-ran: nothing to resume: no run\.json/],
       [fastTrainOf(otherModelDir, out, '--steps', '2', '--resume'), /the starting model differs: the run started from .*\/model \(sha256 [0-9a-f]+…\), now .*other-model/],
     ];
     for (const [args, re] of cases) {

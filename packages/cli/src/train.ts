@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
 import {
-  DEFAULT_NOISE_SCALE, DEFAULT_TAU, EVAL_MODES, ResumeMismatchError, RunDirectoryInUseError, SettingsError, checkProblemsFit,
-  trainRl, type CotKind, type EvalModeName, type Located, type NoiseConvention, type ProblemItem,
+  DEFAULT_NOISE_SCALE, DEFAULT_TAU, EVAL_MODES, NothingToResumeError, ResumeMismatchError, RunDirectoryInUseError, SettingsError, checkProblemsFit,
+  precheckRun, trainRl, type RlSettings, type CotKind, type EvalModeName, type Located, type NoiseConvention, type ProblemItem,
 } from '@softgrad/softtokens';
 import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
 import {
@@ -87,6 +87,35 @@ function problemSets(f: Record<string, unknown>, seed: number): { train: Located
   return { train, validation, valSpec };
 }
 
+/** Wrong flags for the run directory are usage errors (exit 2) that name the flag. */
+function asUsageError(dir: string, e: unknown): unknown {
+  if (e instanceof ResumeMismatchError) {
+    const named = e.differences.map((d) => d.replace(/^(\w+) is/, (all, k: string) => (FLAG_OF_SETTING[k] ? `${FLAG_OF_SETTING[k]} is` : all)));
+    return new UsageError(`cannot resume ${dir}: ${named.join('; ')} (run.json records the run; use another --out, or --overwrite, to change them)`);
+  }
+  if (e instanceof RunDirectoryInUseError) {
+    return new UsageError(`--out ${dir} already holds a run: pass --resume to continue it, --overwrite to start it again, or choose another --out`);
+  }
+  if (e instanceof NothingToResumeError) return new UsageError(`--resume: ${e.message.replace('with overwrite', 'with --overwrite')}`);
+  return e;
+}
+
+function runChecked<R>(dir: string, run: () => R): R {
+  try {
+    return run();
+  } catch (e) {
+    throw asUsageError(dir, e);
+  }
+}
+
+async function runCheckedAsync<R>(dir: string, run: () => Promise<R>): Promise<R> {
+  try {
+    return await run();
+  } catch (e) {
+    throw asUsageError(dir, e);
+  }
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   const f = parseFlags(argv, TRAIN_FLAGS);
   if (f.help) {
@@ -100,12 +129,24 @@ export async function trainCommand(argv: string[]): Promise<number> {
   prepareOutputDir('out', dir);
   modelDirOf(String(f.model));
   const { train, validation, valSpec } = problemSets(f, seed);
-  const backend = await selectBackend(String(f.backend));
-  const model = await loadModelDir(String(f.model), backend, { strictTokenizer: !f['lenient-tokenizer'] });
   const kind = String(f.mode) as CotKind;
   const steps = Number(f.steps);
   const maxGradNorm = Number(f['max-grad-norm']);
   const budget = { maxCot: Number(f['max-cot']), maxAnswer: Number(f['max-answer']) };
+  const settings: RlSettings = {
+    kind, tau: f.tau as number | undefined, noiseScale: Number(f['noise-scale']),
+    noiseConvention: String(f['noise-convention']) as NoiseConvention,
+    batchPrompts: Number(f['batch-prompts']), samples: Number(f.samples), maxCot: budget.maxCot,
+    maxAnswer: budget.maxAnswer, lr: Number(f.lr), warmup: Number(f.warmup), steps,
+    weightDecay: Number(f['weight-decay']), maxGradNorm: maxGradNorm > 0 ? maxGradNorm : undefined, seed,
+    evalEvery: Number(f['eval-every']), valMode: String(f['val-mode']) as EvalModeName, checkpointEvery: Number(f['checkpoint-every']),
+  };
+  const provenance = { model: String(f.model), data: train.source, validation: validation.source };
+  const runOptions = { dir, resume: !!f.resume, overwrite: !!f.overwrite, settings, train: train.items, validation: validation.items, provenance };
+  // The run directory before the model: a refused resume must not first read the weights.
+  runChecked(dir, () => precheckRun(runOptions));
+  const backend = await selectBackend(String(f.backend));
+  const model = await loadModelDir(String(f.model), backend, { strictTokenizer: !f['lenient-tokenizer'] });
   try {
     checkProblemsFit(train, model.tokenizer, model.config, budget);
     checkProblemsFit(validation, model.tokenizer, model.config, budget);
@@ -122,33 +163,15 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const interrupt = interruptOnSigint('train');
   let result: Awaited<ReturnType<typeof trainRl>>;
   try {
-    result = await trainRl({
-      config: model.config, params: model.params, tokenizer: model.tokenizer, train: train.items, validation: validation.items, dir,
-      resume: !!f.resume,
-      overwrite: !!f.overwrite,
+    result = await runCheckedAsync(dir, () => trainRl({
+      ...runOptions,
+      config: model.config, params: model.params, tokenizer: model.tokenizer,
       signal: interrupt.signal,
-      provenance: { model: String(f.model), data: train.source, validation: validation.source },
       modelFiles: ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'].map((n) => join(model.dir, n)).filter((p) => existsSync(p)),
-      settings: {
-        kind, tau: f.tau as number | undefined, noiseScale: Number(f['noise-scale']),
-        noiseConvention: String(f['noise-convention']) as NoiseConvention,
-        batchPrompts: Number(f['batch-prompts']), samples: Number(f.samples), maxCot: budget.maxCot,
-        maxAnswer: budget.maxAnswer, lr: Number(f.lr), warmup: Number(f.warmup), steps,
-        weightDecay: Number(f['weight-decay']), maxGradNorm: maxGradNorm > 0 ? maxGradNorm : undefined, seed,
-        evalEvery: Number(f['eval-every']), valMode: String(f['val-mode']) as EvalModeName, checkpointEvery: Number(f['checkpoint-every']),
-      },
       onStep: (m) => bar.update(m.step, `reward ${m.reward.toFixed(1)} acc ${(100 * m.accuracy).toFixed(0)}% cot ${m.cotLength.toFixed(0)} ${m.tokensPerSecond.toFixed(0)} tok/s${m.valAccuracy !== undefined ? ` val ${(100 * m.valAccuracy).toFixed(1)}%` : ''}`),
-    });
+    }));
   } catch (e) {
     T.treeDispose(model.params);
-    // Wrong flags for this directory: usage errors (exit 2), not bad data.
-    if (e instanceof ResumeMismatchError) {
-      const named = e.differences.map((d) => d.replace(/^(\w+) is/, (all, k: string) => (FLAG_OF_SETTING[k] ? `${FLAG_OF_SETTING[k]} is` : all)));
-      throw new UsageError(`cannot resume ${dir}: ${named.join('; ')} (run.json records the run; use another --out, or --overwrite, to change them)`);
-    }
-    if (e instanceof RunDirectoryInUseError) {
-      throw new UsageError(`--out ${dir} already holds a run: pass --resume to continue it, --overwrite to start it again, or choose another --out`);
-    }
     throw e;
   } finally {
     interrupt.dispose();

@@ -128,6 +128,14 @@ export class RunDirectoryInUseError extends Error {
   }
 }
 
+/** A resume of a directory that holds no run, or a run that stopped before its first checkpoint. */
+export class NothingToResumeError extends Error {
+  constructor(readonly dir: string, why: string) {
+    super(`${dir}: nothing to resume: ${why}`);
+    this.name = 'NothingToResumeError';
+  }
+}
+
 /** A resume whose settings, model or data differ from the run's (run.json). */
 export class ResumeMismatchError extends Error {
   constructor(readonly dir: string, readonly differences: string[]) {
@@ -279,7 +287,7 @@ export function runDifferences(recorded: RunDefinition, now: RunDefinition): str
 
 function readRunFile(dir: string): RunFile {
   const path = join(dir, 'run.json');
-  if (!existsSync(path)) throw new Error(`${dir}: no run.json, so nothing says what this run was; cannot resume it`);
+  if (!existsSync(path)) throw new NothingToResumeError(dir, 'no run.json, so nothing says what this run was (not a run directory?)');
   const json = parseJsonStrict(readFileSync(path, 'utf8'), path) as Partial<RunFile>;
   if (json.format !== RUN_FORMAT || typeof json.definition !== 'object' || json.definition === null) {
     throw new Error(`${path}: not a run file of this version (expected "format": "${RUN_FORMAT}")`);
@@ -332,7 +340,7 @@ async function loadCheckpoint(dir: string, config: TransformerConfig, backend: T
   const ck = join(dir, 'checkpoint');
   const statePath = join(ck, 'state.json');
   if (!existsSync(statePath)) {
-    throw new Error(`${dir}: no checkpoint to resume from (the run stopped before its first checkpoint); start it again with overwrite`);
+    throw new NothingToResumeError(dir, 'no checkpoint to resume from (the run stopped before its first checkpoint); start it again with overwrite');
   }
   const raw = parseJsonStrict(readFileSync(statePath, 'utf8'), statePath) as RunState & { optimizerStep: number };
   if (!Number.isSafeInteger(raw.step) || raw.step < 0 || !Number.isSafeInteger(raw.optimizerStep) || !Array.isArray(raw.validation)) {
@@ -380,6 +388,30 @@ function metricsUpTo(path: string, step: number): string[] {
     throw new Error(`${path}: holds steps ${steps.length ? `${steps[0]}..${steps[steps.length - 1]}` : 'none'} but the checkpoint is at step ${step}; the log does not belong to this checkpoint`);
   }
   return kept;
+}
+
+/**
+ * The checks of `trainRl` that need neither the model nor the backend, for callers that
+ * want them before loading a model (a resume with a wrong flag should not first read
+ * gigabytes): the directory is free for a fresh run, or holds a run whose settings and
+ * data match. trainRl repeats them, and adds the model and tokenizer.
+ */
+export function precheckRun(opts: Pick<RlRunOptions, 'dir' | 'resume' | 'overwrite' | 'settings' | 'train' | 'validation' | 'provenance'>): void {
+  if (!opts.resume) {
+    const found = runArtifacts(opts.dir);
+    if (found.length > 0 && !opts.overwrite) throw new RunDirectoryInUseError(opts.dir, found);
+    return;
+  }
+  const recorded = readRunFile(opts.dir).definition;
+  const problems = (items: readonly ProblemItem[]) => items.map((p) => [p.question, p.solution, p.reference]);
+  const now: RunDefinition = {
+    ...recorded,
+    settings: explicitSettings(opts.settings),
+    data: { source: opts.provenance?.data ?? null, sha256: sha256Of(problems(opts.train)), count: opts.train.length },
+    validation: { source: opts.provenance?.validation ?? null, sha256: sha256Of(problems(opts.validation)), count: opts.validation.length },
+  };
+  const diffs = runDifferences(recorded, now);
+  if (diffs.length > 0) throw new ResumeMismatchError(opts.dir, diffs);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ describe('RL training under a crash at every step of its checkpoint swaps', () =
       const resumed = await trainRl({ ...common, dir, resume: true }).catch((e: unknown) => e);
       if (resumed instanceof Error) {
         // Only a crash before the first checkpoint existed leaves nothing to resume.
-        expect(resumed.message, `crash at ${ops.crashedAt}`).toMatch(/no checkpoint to resume from/);
+        expect(resumed.message, `crash at ${ops.crashedAt}`).toMatch(/nothing to resume: no checkpoint to resume from/);
         expect(crashAt).toBeLessThan(stepAt[0]! + 10);
         outcomes.nothingToResume++;
       } else {
