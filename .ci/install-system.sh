@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs: Mesa's lavapipe (software Vulkan) from
 # bookworm-backports, because Debian 12's own Mesa is refused by Dawn, and Chromium
-# for the in-browser WebGPU test. See shared/WEBGPU-NOTES.md.
+# for the in-browser WebGPU test. See docs/webgpu.md.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 src=/etc/apt/sources.list.d/debian.sources

@@ -8,7 +8,7 @@ import { create, globals } from 'webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { createWebGpuBackend, type MatmulTile, type MatmulVariant } from '@softgrad/webgpu';
 
-// Dawn's instance must stay referenced for the whole run (see shared/WEBGPU-NOTES.md).
+// Dawn's instance must stay referenced for the whole run (see docs/webgpu.md).
 Object.assign(globalThis, globals);
 const dawn = create([]);
 (globalThis as { navigator?: unknown }).navigator = { gpu: dawn };

@@ -23,7 +23,7 @@ async function setUp(): Promise<{ backend: T.Backend; label: string; peer: strin
     await tf.ready();
     return { backend: createCpuBackend(), label: 'cpu', peer: 'tfjs-backend-cpu', close: () => {} };
   }
-  // Dawn's instance must stay referenced for the whole run (see shared/WEBGPU-NOTES.md); our
+  // Dawn's instance must stay referenced for the whole run (see docs/webgpu.md); our
   // backend and tfjs-backend-webgpu both take it from navigator.gpu, so they share the adapter.
   const { create, globals } = (await import('webgpu')) as { create(o: string[]): GPU; globals: object };
   Object.assign(globalThis, globals);

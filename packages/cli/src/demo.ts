@@ -1,5 +1,5 @@
 /**
- * `softgrad demo` (what `npm start` runs): the whole pipeline of SPEC §4 on the built-in task.
+ * `softgrad demo` (what `npm start` runs): the whole pipeline on the built-in task (docs/method.md).
  * The shipped base model is trained with hard, soft and fuzzy RL (same budget, same seed),
  * then the base and the three trained models are evaluated in the six inference modes and
  * out of domain, and a report directory is written: Markdown tables laid out like the
@@ -8,20 +8,22 @@
  * Runs and evaluations are separate `softgrad train` / `softgrad eval` processes, so that
  * both CPU cores work and each run's directory is exactly what those commands produce.
  */
-import { spawn } from 'node:child_process';
+import { spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, createWriteStream } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
+import { parseJsonStrict, writeFileAtomicSync } from '@softgrad/transformer';
 import {
-  builtinBaseModelDir, lineChartSvg, markdownTable, toJsonl, writeFileAtomic, builtinProblems, type StepMetrics,
+  builtinBaseModelDir, lineChartSvg, markdownTable, toJsonl, builtinProblems, type StepMetrics,
 } from '@softgrad/softtokens';
 import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
+import { prepareOutputDir } from './common.js';
 import type { EvalReport } from './eval.js';
 import { formatDuration, log } from './progress.js';
 
 export const DEMO_FLAGS: FlagSpecs = {
-  out: { type: 'string', help: 'report directory', default: 'reports/demo' },
+  out: { type: 'string', help: 'report directory (a re-run replaces the runs and results in it)', default: 'reports/demo' },
   model: { type: 'string', help: 'base model directory', default: 'builtin' },
   steps: { type: 'int', help: 'RL steps per training kind', default: 80, min: 1 },
   'batch-prompts': { type: 'int', help: 'B: prompts per RL step', default: 2, min: 1 },
@@ -51,18 +53,30 @@ interface Job {
   progress: () => number;
 }
 
+/** The demo was stopped by Ctrl-C; its running jobs stopped at their safe points. */
+class DemoInterrupted extends Error {}
+
+// Jobs run in their own process groups, so that a terminal's Ctrl-C reaches them once,
+// forwarded by the demo, and not a second time (which would make them stop at once).
+const running = new Set<ChildProcess>();
+let interrupted = false;
+
 function runJob(job: Job): Promise<void> {
   return new Promise((resolveJob, reject) => {
+    if (interrupted) return reject(new DemoInterrupted());
     const logStream = createWriteStream(job.logFile);
-    const child = spawn(process.execPath, [MAIN, ...job.args, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(logStream, { end: false });
-    child.stderr.pipe(logStream, { end: false });
+    const child = spawnProcess(process.execPath, [MAIN, ...job.args, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    running.add(child);
+    child.stdout!.pipe(logStream, { end: false });
+    child.stderr!.pipe(logStream, { end: false });
     let tail = '';
-    child.stderr.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-2000)));
+    child.stderr!.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-2000)));
     child.on('error', reject);
     child.on('close', (code) => {
+      running.delete(child);
       logStream.end();
       if (code === 0) resolveJob();
+      else if (code === 130 && interrupted) reject(new DemoInterrupted());
       else reject(new Error(`${job.name} failed (exit ${code}); last output:\n${tail.trim().split('\n').slice(-5).join('\n')}\nfull log: ${job.logFile}`));
     });
   });
@@ -86,7 +100,10 @@ async function runPool(label: string, jobs: Job[], parallel: number): Promise<vo
     const workers = Array.from({ length: Math.min(parallel, jobs.length) }, async () => {
       for (let j = queue.shift(); j; j = queue.shift()) await runJob(j);
     });
-    await Promise.all(workers);
+    // Every worker finishes (a failed job must not leave the others running unwatched).
+    const results = await Promise.allSettled(workers);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } finally {
     clearInterval(timer);
   }
@@ -98,17 +115,38 @@ function countLines(path: string): number {
   return readFileSync(path, 'utf8').split('\n').filter(Boolean).length;
 }
 
-export async function demoCommand(argv: string[]): Promise<void> {
+export async function demoCommand(argv: string[]): Promise<number> {
   const f = parseFlags(argv, DEMO_FLAGS);
   if (f.help) {
     console.log(helpText('demo', 'the whole pipeline on the built-in task: RL (hard/soft/fuzzy), six-mode evaluation, report', DEMO_FLAGS));
-    return;
+    return 0;
   }
   const t0 = performance.now();
   const out = resolve(String(f.out));
   const model = String(f.model) === 'builtin' ? builtinBaseModelDir() : resolve(String(f.model));
-  if (!existsSync(join(model, 'config.json'))) throw new UsageError(`base model not found: ${model}`);
+  if (!existsSync(join(model, 'config.json'))) throw new UsageError(`--model ${model}: base model not found (no config.json)`);
+  prepareOutputDir('out', out);
   for (const d of ['runs', 'eval', 'logs', 'data']) mkdirSync(join(out, d), { recursive: true });
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log('\ndemo: interrupted; stopping the running jobs at their safe points (Ctrl-C again to stop at once)');
+    for (const child of running) child.kill('SIGINT');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    await runDemo(f, out, model, t0);
+  } catch (e) {
+    if (!(e instanceof DemoInterrupted)) throw e;
+    log(`demo: stopped; the runs in ${join(out, 'runs')} can be continued with softgrad train … --resume (see ${join(out, 'logs')})`);
+    return 130;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  return 0;
+}
+
+async function runDemo(f: Record<string, string | number | boolean | undefined>, out: string, model: string, t0: number): Promise<void> {
   const seed = Number(f.seed);
   const steps = Number(f.steps);
   const parallel = Number(f.jobs ?? Math.min(4, Math.max(1, cpus().length)));
@@ -116,8 +154,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
   log(`demo: base model ${model}; report → ${out}; ${parallel} process(es) at a time`);
 
   // The exact problems used, for inspection.
-  writeFileAtomic(join(out, 'data', 'test.jsonl'), toJsonl(builtinProblems('test', Number(f['test-count']), seed + 1)));
-  writeFileAtomic(join(out, 'data', 'ood.jsonl'), toJsonl(builtinProblems('ood', Number(f['ood-count']), seed + 1)));
+  writeFileAtomicSync(join(out, 'data', 'test.jsonl'), toJsonl(builtinProblems('test', Number(f['test-count']), seed + 1)));
+  writeFileAtomicSync(join(out, 'data', 'ood.jsonl'), toJsonl(builtinProblems('ood', Number(f['ood-count']), seed + 1)));
 
   // 1. RL with each CoT kind, same budget and seed.
   const trainJobs: Job[] = KINDS.map((kind) => {
@@ -131,7 +169,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
         '--out', dir, '--mode', kind, '--batch-prompts', String(f['batch-prompts']), '--samples', String(f.samples),
         '--max-cot', maxCot, '--lr', String(f.lr), '--warmup', String(f.warmup), '--steps', String(steps),
         '--eval-every', String(f['eval-every']), '--checkpoint-every', String(f['eval-every']), '--seed', String(seed),
-        '--max-grad-norm', '1',
+        '--max-grad-norm', '1', '--overwrite',
       ],
     };
   });
@@ -164,14 +202,19 @@ export async function demoCommand(argv: string[]): Promise<void> {
   await runPool('evaluation', evalJobs, parallel);
 
   // 3. The report.
-  const read = (name: string) => JSON.parse(readFileSync(join(out, 'eval', name, 'results.json'), 'utf8')) as EvalReport;
+  const readJson = (path: string) => parseJsonStrict(readFileSync(path, 'utf8'), path);
+  const read = (name: string) => readJson(join(out, 'eval', name, 'results.json')) as EvalReport;
   const evals = Object.fromEntries(models.map(([n]) => [n, { test: read(n), ood: read(`${n}-ood`) }]));
   const metrics = Object.fromEntries(KINDS.map((k) => [k, readFileSync(join(out, 'runs', k, 'metrics.jsonl'), 'utf8')
     .split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepMetrics)]));
-  const report = buildReport({ evals, metrics, flags: f, wallSeconds: (performance.now() - t0) / 1000, out });
-  writeFileAtomic(join(out, 'report.md'), report.markdown);
-  for (const [file, svg] of Object.entries(report.svgs)) writeFileAtomic(join(out, file), svg);
-  writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(report.summary, null, 1)}\n`);
+  const best = Object.fromEntries(KINDS.map((k) => {
+    const path = join(out, 'runs', k, 'best', 'best.json');
+    return [k, existsSync(path) ? (readJson(path) as { step: number; accuracy: number }) : undefined];
+  }));
+  const report = buildReport({ evals, metrics, best, flags: f, wallSeconds: (performance.now() - t0) / 1000, out });
+  writeFileAtomicSync(join(out, 'report.md'), report.markdown);
+  for (const [file, svg] of Object.entries(report.svgs)) writeFileAtomicSync(join(out, file), svg);
+  writeFileAtomicSync(join(out, 'summary.json'), `${JSON.stringify(report.summary, null, 1)}\n`);
   console.log(report.markdown);
   log(`demo: finished in ${formatDuration((performance.now() - t0) / 1000)}; report at ${join(out, 'report.md')}`);
 }
@@ -181,6 +224,8 @@ type Cell = { g1: number; s1: number; s32: number };
 interface ReportInput {
   evals: Record<string, { test: EvalReport; ood: EvalReport }>;
   metrics: Record<string, StepMetrics[]>;
+  /** Each run's best.json: the step whose model was evaluated (0: the starting model). */
+  best?: Record<string, { step: number; accuracy: number } | undefined>;
   flags: Record<string, unknown>;
   wallSeconds: number;
   out: string;
@@ -188,7 +233,19 @@ interface ReportInput {
 
 const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
 
-export function buildReport(input: ReportInput): { markdown: string; svgs: Record<string, string>; summary: unknown } {
+/** summary.json: the report's numbers as numbers (fractions in [0, 1]; null where there is none). */
+export interface DemoSummary {
+  table1: { model: string; cells: Record<string, { greedyPass1: number | null; samplePass1: number | null; samplePassK: number | null }> }[];
+  passK: number;
+  ood: { model: string; oodGreedyPass1: number | null; choiceAccuracy: number | null; choiceNll: number | null }[];
+  training: { kind: string; steps: number; bestStep: number | null; bestValAccuracy: number | null }[];
+  findings: string[];
+  wallSeconds: number;
+}
+
+const num = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? null : x);
+
+export function buildReport(input: ReportInput): { markdown: string; svgs: Record<string, string>; summary: DemoSummary } {
   const names = Object.keys(input.evals);
   const modeOf = (name: string, mode: string) => input.evals[name]!.test.modes.find((m) => m.mode === mode);
   const cell = (name: string, kind: string): Cell => {
@@ -230,7 +287,11 @@ export function buildReport(input: ReportInput): { markdown: string; svgs: Recor
     return [k, String(h.length), avg(first, (m) => m.reward).toFixed(1), avg(last, (m) => m.reward).toFixed(1),
       vals.length ? pct(Math.max(...vals)) : '–', avg(h, (m) => m.tokensPerSecond).toFixed(0), avg(h, (m) => m.seconds).toFixed(2), h[0] ? h[0].sigma.toExponential(2) : '–'];
   });
-  const trainTable = markdownTable(['training', 'steps', 'reward (first quarter)', 'reward (last quarter)', 'best val G@1 %', 'tokens/s', 's/step', 'σ'], trainRows);
+  const trainTable = markdownTable(['training', 'steps', 'reward (first quarter)', 'reward (last quarter)', 'best val G@1 %', 'tokens/s', 's/step', 'σ', 'evaluated model'],
+    trainRows.map((r, i) => {
+      const b = input.best?.[KINDS[i]!];
+      return [...r, b === undefined ? 'last checkpoint' : b.step === 0 ? 'step 0 (the base model was never beaten)' : `step ${b.step}`];
+    }));
 
   // Findings, checked on the numbers above.
   const hardInf = (n: string) => cell(n, 'hard');
@@ -275,7 +336,7 @@ export function buildReport(input: ReportInput): { markdown: string; svgs: Recor
   });
   svgs['val-accuracy.svg'] = lineChartSvg({
     title: 'Greedy validation accuracy during RL', xLabel: 'step', yLabel: 'accuracy %',
-    series: KINDS.map((k) => ({ name: k, points: (input.metrics[k] ?? []).filter((m) => m.valAccuracy !== undefined).map((m) => [m.step + 1, 100 * m.valAccuracy!] as [number, number]) })),
+    series: KINDS.map((k) => ({ name: k, points: (input.metrics[k] ?? []).filter((m) => m.valAccuracy !== undefined).map((m) => [m.step, 100 * m.valAccuracy!] as [number, number]) })),
   });
   for (const kind of KINDS) {
     svgs[`passk-${kind}.svg`] = lineChartSvg({
@@ -301,9 +362,10 @@ export function buildReport(input: ReportInput): { markdown: string; svgs: Recor
   const markdown = `# softgrad demo report
 
 Soft-token RL (RLOO) on the built-in arithmetic task: the shipped base model trained with hard, soft and fuzzy chain of thought
-(same budget and seed), then evaluated in the six inference modes of SPEC §2. Wall time ${formatDuration(input.wallSeconds)}.
+(same budget and seed), then evaluated in the six inference modes (docs/method.md, "Evaluation"). Wall time ${formatDuration(input.wallSeconds)}.
 
-Settings: \`${flags}\`. Trained models are the checkpoints with the best greedy validation accuracy (hard greedy), as in the paper.
+Settings: \`${flags}\`. Trained models are the checkpoints with the best greedy validation accuracy (hard greedy), as in the paper;
+the base model itself is a candidate, so a run that never beats it is evaluated as the base model (see "evaluated model" below).
 G@1 = greedy pass@1, S@1 = sampled pass@1, ${sk} = pass@${Math.min(32, evalSamples)} from ${evalSamples} samples (unbiased estimator). All numbers are %.
 
 ## Table 1 — test split (${input.evals[names[0]!]!.test.modes[0]?.problems ?? '?'} problems)
@@ -342,6 +404,27 @@ ${sampleLines}
 
 Raw results: \`eval/*/results.json\`, training logs \`runs/*/metrics.jsonl\`, problems \`data/*.jsonl\`.
 `;
-  return { markdown, svgs, summary: { table1: table1Rows, ood: oodRows, findings, wallSeconds: input.wallSeconds } };
+  const summary: DemoSummary = {
+    table1: names.map((n) => ({
+      model: n,
+      cells: Object.fromEntries(KINDS.map((k) => {
+        const c = cell(n, k);
+        return [k, { greedyPass1: num(c.g1), samplePass1: num(c.s1), samplePassK: num(c.s32) }];
+      })),
+    })),
+    passK: Math.min(32, evalSamples),
+    ood: names.map((n) => {
+      const e = input.evals[n]!;
+      return { model: n, oodGreedyPass1: num(e.ood.modes[0]?.passAt1), choiceAccuracy: num(e.test.choices?.accuracy), choiceNll: num(e.test.choices?.meanNll) };
+    }),
+    training: KINDS.map((k) => {
+      const h = input.metrics[k] ?? [];
+      const vals = h.filter((m) => m.valAccuracy !== undefined).map((m) => m.valAccuracy!);
+      return { kind: k, steps: h.length, bestStep: input.best?.[k]?.step ?? null, bestValAccuracy: num(input.best?.[k]?.accuracy ?? (vals.length ? Math.max(...vals) : undefined)) };
+    }),
+    findings,
+    wallSeconds: input.wallSeconds,
+  };
+  return { markdown, svgs, summary };
 }
 

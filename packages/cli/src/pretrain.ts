@@ -2,15 +2,15 @@
  * `softgrad pretrain`: the script that makes the built-in base model — supervised training
  * of a tiny Llama on worked solutions of the built-in task's train split.
  */
-import { readFileSync } from 'node:fs';
-import { mkdir, rm, rename } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
-import { initParams, loadModel, parameterCount, saveModel } from '@softgrad/transformer';
+import { initParams, loadModel, parameterCount, parseJsonStrict, saveModel, swapDirectory, writeFileAtomicSync } from '@softgrad/transformer';
 import {
-  builtinModelConfig, builtinTokenizer, formatPrompt, formatSupervisedTarget, generateTask, trainSupervised, writeFileAtomic,
+  builtinModelConfig, builtinTokenizer, formatPrompt, formatSupervisedTarget, generateTask, trainSupervised,
 } from '@softgrad/softtokens';
-import { helpText, parseFlags, type FlagSpecs } from './args.js';
+import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
+import { modelDirOf } from './common.js';
 import { log, Progress } from './progress.js';
 
 export const PRETRAIN_FLAGS: FlagSpecs = {
@@ -25,20 +25,26 @@ export const PRETRAIN_FLAGS: FlagSpecs = {
   help: { type: 'boolean', help: 'show this help' },
 };
 
-export async function pretrainCommand(argv: string[]): Promise<void> {
+export async function pretrainCommand(argv: string[]): Promise<number> {
   const f = parseFlags(argv, PRETRAIN_FLAGS);
   if (f.help) {
     console.log(helpText('pretrain', 'train the built-in base model (supervised) and save it', PRETRAIN_FLAGS));
-    return;
+    return 0;
   }
   const out = resolve(String(f.out));
+  if (existsSync(out) && !existsSync(join(out, 'config.json'))) {
+    throw new UsageError(`--out ${out} exists and is not a model directory; it would be replaced: choose another --out`);
+  }
+  const initDir = f.init ? modelDirOf(resolve(String(f.init))) : undefined;
+  const previousPath = initDir && join(initDir, 'pretrain.json');
+  if (previousPath && !existsSync(previousPath)) throw new UsageError(`--init ${initDir}: no pretrain.json (not made by softgrad pretrain)`);
   const tokenizer = builtinTokenizer();
   const config = builtinModelConfig(tokenizer.vocabSize);
   const seed = Number(f.seed);
   const problems = generateTask({ seed, split: 'train', count: Number(f.examples) });
   const examples = problems.map((p) => ({ prompt: formatPrompt(p.question), completion: formatSupervisedTarget(p.answer) }));
-  const init = f.init ? (await loadModel(resolve(String(f.init)))).params : initParams(config, seed);
-  const previous = f.init ? JSON.parse(readFileSync(join(resolve(String(f.init)), 'pretrain.json'), 'utf8')) : null;
+  const previous = previousPath ? parseJsonStrict(readFileSync(previousPath, 'utf8'), previousPath) : null;
+  const init = initDir ? (await loadModel(initDir)).params : initParams(config, seed);
   log(`pretrain: ${parameterCount(init)} parameters, vocab ${tokenizer.vocabSize}, ${examples.length} examples`);
   const steps = Number(f.steps);
   const bar = new Progress('pretrain', steps);
@@ -53,19 +59,13 @@ export async function pretrainCommand(argv: string[]): Promise<void> {
     },
   });
   T.treeDispose(init);
-  // Write into a sibling temp directory, then swap it in: never a half-written model.
-  const tmp = join(dirname(out), `.${Date.now()}-tmp-model`);
-  await mkdir(tmp, { recursive: true });
-  try {
+  // Swapped in whole: a crash leaves the previous model or the new one, never a mixture.
+  await swapDirectory(out, async (tmp) => {
     await saveModel(tmp, config, params);
     await tokenizer.save(tmp);
-    writeFileAtomic(join(tmp, 'pretrain.json'), `${JSON.stringify({ flags: f, finalLoss: ema, history, previous }, null, 1)}\n`);
-    await rm(out, { recursive: true, force: true });
-    await rename(tmp, out);
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw e;
-  }
+    writeFileAtomicSync(join(tmp, 'pretrain.json'), `${JSON.stringify({ flags: f, finalLoss: ema, history, previous }, null, 1)}\n`);
+  });
   T.treeDispose(params);
   log(`pretrain: saved ${out} (final loss ${ema.toFixed(4)})`);
+  return 0;
 }

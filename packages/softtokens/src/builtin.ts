@@ -1,5 +1,5 @@
 /**
- * The built-in task's tokenizer and base-model shape (SPEC §4). The tokenizer is
+ * The built-in task's tokenizer and base-model shape (docs/method.md, "The built-in task"). The tokenizer is
  * character-level with the prompt template's fixed pieces and the task's words as whole
  * tokens (added tokens in tokenizer.json terms), which keeps sequences short enough for
  * CPU training while every digit stays its own token.

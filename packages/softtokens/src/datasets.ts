@@ -4,7 +4,7 @@
  * MMLU). Every malformed line is reported as `file:line: problem`.
  */
 import { DataFileError, parseJsonl, readTextFile, type JsonlLine } from './io.js';
-import { gsm8kReference, mathReference } from './rewards.js';
+import { gsm8kReference, mathReference, parseNumber } from './rewards.js';
 
 /** A reasoning problem: the question, its worked solution, and the reference answer. */
 export interface ProblemItem {
@@ -96,6 +96,10 @@ function gsm8kItem(cx: LineContext, o: Obj): ProblemItem {
   const answer = cx.string(o, 'answer');
   const reference = gsm8kReference(answer);
   if (reference === null) cx.fail('field "answer" has no "#### <answer>" line');
+  // GSM8K answers are numbers; "#### abc", "NaN", "0x10" or "1e400" would make every
+  // sample's reward a comparison of strings against garbage.
+  const raw = answer.slice(answer.lastIndexOf('####') + 4).trim();
+  if (parseNumber(raw) === null) cx.fail(`field "answer": the reference after "####" is ${describe(raw)}; expected a number`);
   const solution = answer.slice(0, answer.lastIndexOf('####')).trimEnd();
   return { question, solution, reference };
 }
@@ -118,18 +122,39 @@ function detectProblemFormat(cx: LineContext, o: Obj): ProblemFormat {
   return cx.fail('cannot tell the format: expected "question" (GSM8K) or "problem" (MATH)');
 }
 
-/** Parses GSM8K or MATH JSONL text; `format` 'auto' decides line by line. */
-export function parseProblems(text: string, source: string, format: ProblemFormat | 'auto' = 'auto'): ProblemItem[] {
-  return parseJsonl(text, source).map(({ line, value }: JsonlLine) => {
+/** Problems with the line each came from, for messages that point into the file. */
+export interface ProblemSet {
+  readonly source: string;
+  readonly items: readonly ProblemItem[];
+  /** 1-based line of each item. */
+  readonly lines: readonly number[];
+}
+
+/** Parses GSM8K or MATH JSONL text, keeping each problem's line. */
+export function parseProblemSet(text: string, source: string, format: ProblemFormat | 'auto' = 'auto'): ProblemSet {
+  const items: ProblemItem[] = [];
+  const lines: number[] = [];
+  for (const { line, value } of parseJsonl(text, source) as JsonlLine[]) {
     const cx = new LineContext(source, line);
     const o = cx.object(value);
     const f = format === 'auto' ? detectProblemFormat(cx, o) : format;
-    return f === 'gsm8k' ? gsm8kItem(cx, o) : mathItem(cx, o);
-  });
+    items.push(f === 'gsm8k' ? gsm8kItem(cx, o) : mathItem(cx, o));
+    lines.push(line);
+  }
+  return { source, items, lines };
+}
+
+/** Parses GSM8K or MATH JSONL text; `format` 'auto' decides line by line. */
+export function parseProblems(text: string, source: string, format: ProblemFormat | 'auto' = 'auto'): ProblemItem[] {
+  return [...parseProblemSet(text, source, format).items];
+}
+
+export function loadProblemSet(path: string, format: ProblemFormat | 'auto' = 'auto'): ProblemSet {
+  return parseProblemSet(readTextFile(path), path, format);
 }
 
 export function loadProblems(path: string, format: ProblemFormat | 'auto' = 'auto'): ProblemItem[] {
-  return parseProblems(readTextFile(path), path, format);
+  return [...loadProblemSet(path, format).items];
 }
 
 /** GSM8K JSONL: `{ question, answer }` with the answer after `####`. */
@@ -220,16 +245,37 @@ const CHOICE_PARSERS: Record<ChoiceFormat, (cx: LineContext, o: Obj) => ChoiceIt
   choice: nativeChoiceItem,
 };
 
-/** Parses multiple-choice JSONL text; `format` 'auto' decides line by line. */
-export function parseChoiceItems(text: string, source: string, format: ChoiceFormat | 'auto' = 'auto'): ChoiceItem[] {
-  return parseJsonl(text, source).map(({ line, value }) => {
+/** Multiple-choice items with the line each came from. */
+export interface ChoiceSet {
+  readonly source: string;
+  readonly items: readonly ChoiceItem[];
+  /** 1-based line of each item. */
+  readonly lines: readonly number[];
+}
+
+/** Parses multiple-choice JSONL text, keeping each item's line. */
+export function parseChoiceSet(text: string, source: string, format: ChoiceFormat | 'auto' = 'auto'): ChoiceSet {
+  const items: ChoiceItem[] = [];
+  const lines: number[] = [];
+  for (const { line, value } of parseJsonl(text, source)) {
     const cx = new LineContext(source, line);
     const o = cx.object(value);
-    return CHOICE_PARSERS[format === 'auto' ? detectChoiceFormat(cx, o) : format](cx, o);
-  });
+    items.push(CHOICE_PARSERS[format === 'auto' ? detectChoiceFormat(cx, o) : format](cx, o));
+    lines.push(line);
+  }
+  return { source, items, lines };
+}
+
+/** Parses multiple-choice JSONL text; `format` 'auto' decides line by line. */
+export function parseChoiceItems(text: string, source: string, format: ChoiceFormat | 'auto' = 'auto'): ChoiceItem[] {
+  return [...parseChoiceSet(text, source, format).items];
+}
+
+export function loadChoiceSet(path: string, format: ChoiceFormat | 'auto' = 'auto'): ChoiceSet {
+  return parseChoiceSet(readTextFile(path), path, format);
 }
 
 /** HellaSwag, ARC, MMLU or this package's own `{ question, choices, answerIndex }` JSONL. */
 export function loadChoiceItems(path: string, format: ChoiceFormat | 'auto' = 'auto'): ChoiceItem[] {
-  return parseChoiceItems(readTextFile(path), path, format);
+  return [...loadChoiceSet(path, format).items];
 }

@@ -1,5 +1,5 @@
 /**
- * Evaluation (SPEC §2): the six inference modes with a greedy answer, greedy pass@1, sampled
+ * Evaluation (docs/method.md, "Evaluation"): the six inference modes with a greedy answer, greedy pass@1, sampled
  * pass@1 and pass@k (unbiased, from n ≥ k samples), the mean next-token entropy per CoT
  * position, and multiple-choice likelihood scoring for out-of-domain robustness.
  */
@@ -30,6 +30,25 @@ export interface EvalOptions {
   batchRows?: number;
   /** Called with (problems done, total). */
   onProgress?: (done: number, total: number) => void;
+  /** Stops the evaluation between batches (it then throws EvaluationInterrupted). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Lets the event loop run. On the CPU backend a rollout is a chain of already-resolved
+ * promises, which never gives the event loop a turn: without this, a Ctrl-C (delivered
+ * through the event loop) would wait for the whole evaluation or run.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** An evaluation stopped by its signal; the modes finished before it are complete. */
+export class EvaluationInterrupted extends Error {
+  constructor(readonly mode: EvalModeName, readonly problemsDone: number) {
+    super(`evaluation of ${mode} interrupted after ${problemsDone} problem(s)`);
+    this.name = 'EvaluationInterrupted';
+  }
 }
 
 export interface ProblemOutcome {
@@ -78,6 +97,10 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
   let rewardSum = 0;
   let total = 0;
   for (let start = 0; start < opts.problems.length; start += perBatch) {
+    if (opts.signal) {
+      await yieldToEventLoop();
+      if (opts.signal.aborted) throw new EvaluationInterrupted(opts.mode, start);
+    }
     const chunk = opts.problems.slice(start, start + perBatch);
     const batch = await rollout({
       config: opts.config, params: opts.params, tokenizer: opts.tokenizer,
@@ -131,14 +154,18 @@ export interface ChoiceResult {
   nllStdErr: number;
 }
 
-/** The text a choice is scored after. */
+/**
+ * The text a choice is scored after: the question, then `Answer:` (the MMLU layout of
+ * lm-evaluation-harness). No "Question:" label in front: the built-in tokenizer has no "Q",
+ * and its strict mode showed that the label had been encoded as the unknown token.
+ */
 export function choicePrompt(question: string): string {
-  return `Question: ${question}\nAnswer:`;
+  return `${question}\nAnswer:`;
 }
 
 /**
  * Likelihood scoring of multiple-choice items: each choice is scored as the completion
- * ` choice` of `Question: … Answer:`; the prediction is the choice with the highest total
+ * ` choice` of `question\nAnswer:`; the prediction is the choice with the highest total
  * log-likelihood.
  */
 export async function evaluateChoices(

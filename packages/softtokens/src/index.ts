@@ -15,3 +15,4 @@ export * from './sft.js';
 export * from './builtin.js';
 export * from './evaluate.js';
 export * from './train.js';
+export * from './preflight.js';

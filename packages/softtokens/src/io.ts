@@ -1,35 +1,10 @@
 /**
  * File helpers. All node:fs use of this package's data and report code lives here, so the
- * parsers elsewhere stay usable in a browser on text obtained some other way.
+ * parsers elsewhere stay usable in a browser on text obtained some other way. Writing goes
+ * through @softgrad/transformer's atomic module (writeFileAtomicSync and friends).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-
-/**
- * Writes `data` to `path` so that readers see either the old file or the whole new one,
- * never a half-written file (a killed training run must not leave a truncated report or
- * checkpoint index). The temporary file is in the same directory because rename is only
- * atomic within one file system.
- */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'wx');
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== null) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
+import { readFileSync, statSync } from 'node:fs';
+import { findDuplicateKey, writeFileAtomicSync } from '@softgrad/transformer';
 
 /** One JSON value per line, each line terminated by a newline. */
 export function toJsonl(records: readonly unknown[]): string {
@@ -38,7 +13,7 @@ export function toJsonl(records: readonly unknown[]): string {
 
 /** Writes records as JSONL, atomically. */
 export function writeJsonl(path: string, records: readonly unknown[]): void {
-  writeFileAtomic(path, toJsonl(records));
+  writeFileAtomicSync(path, toJsonl(records));
 }
 
 /** A JSONL line with the 1-based line number it came from. */
@@ -74,16 +49,33 @@ export function parseJsonl(text: string, source: string): JsonlLine[] {
     try {
       value = JSON.parse(body);
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      throw new DataFileError(source, i + 1, `invalid JSON (${why})`);
+      // V8 quotes the text near the problem, control characters included: keep one line.
+      const why = (err instanceof Error ? err.message : String(err)).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+      throw new DataFileError(source, i + 1, `invalid JSON (${why.length > 120 ? `${why.slice(0, 117)}...` : why})`);
     }
+    // JSON.parse keeps the last of two equal keys; a record saying two things is refused.
+    const dup = findDuplicateKey(body);
+    if (dup) throw new DataFileError(source, i + 1, `key ${JSON.stringify(dup.key)} appears twice in one record`);
     out.push({ line: i + 1, value });
   }
   return out;
 }
 
+/** Reads a data file as UTF-8; errors say what the path is when it is not a readable file. */
 export function readTextFile(path: string): string {
-  return readFileSync(path, 'utf8');
+  let info;
+  try {
+    info = statSync(path);
+  } catch (e) {
+    throw new Error(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { cause: e });
+  }
+  if (info.isDirectory()) throw new Error(`${path}: is a directory; expected a JSONL file`);
+  const bytes = readFileSync(path);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new Error(`${path}: not UTF-8 text; expected a JSONL file`);
+  }
 }
 
 /** Reads a JSONL file into its values; errors name the file and line. */

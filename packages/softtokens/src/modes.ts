@@ -1,5 +1,5 @@
 /**
- * Chain-of-thought kinds and the decoding settings of SPEC §1–2: temperature τ, noise scale
+ * Chain-of-thought kinds and the decoding settings of docs/method.md: temperature τ, noise scale
  * γ with its σ convention, and the six evaluation modes.
  */
 export type CotKind = 'hard' | 'soft' | 'fuzzy';
@@ -34,7 +34,7 @@ export const EVAL_MODES: readonly EvalModeName[] = [
   'hard-greedy', 'hard-sample', 'soft-greedy', 'soft-sample', 'fuzzy-greedy', 'fuzzy-sample',
 ];
 
-/** SPEC §2's table: the CoT settings of an evaluation mode (the answer is always greedy). */
+/** The table of docs/method.md ("Evaluation"): the CoT settings of an evaluation mode (the answer is always greedy). */
 export function evalModeSettings(mode: EvalModeName, noiseScale = DEFAULT_NOISE_SCALE, noiseConvention: NoiseConvention = 'norm'): CotSettings {
   const [kind, how] = mode.split('-') as [CotKind, 'greedy' | 'sample'];
   const sample = how === 'sample';
@@ -47,7 +47,7 @@ export function evalModeSettings(mode: EvalModeName, noiseScale = DEFAULT_NOISE_
   };
 }
 
-/** The CoT settings RL training uses for a kind (SPEC §1: always sampled). */
+/** The CoT settings RL training uses for a kind (always sampled, docs/method.md). */
 export function trainingCotSettings(kind: CotKind, tau = DEFAULT_TAU[kind], noiseScale = DEFAULT_NOISE_SCALE, noiseConvention: NoiseConvention = 'norm'): CotSettings {
   return { kind, sample: true, tau, noiseScale: kind === 'hard' ? 0 : noiseScale, noiseConvention };
 }

@@ -1,9 +1,9 @@
 /**
- * The paper's zero-shot prompt (SPEC §1) and the strings that delimit a rollout: the stop
+ * The paper's zero-shot prompt (docs/method.md) and the strings that delimit a rollout: the stop
  * string ending the chain of thought and the two answer prefills.
  */
 
-/** SPEC §1's prompt, verbatim; `QUESTION` is replaced by the question. */
+/** The paper's prompt, verbatim (docs/method.md); `QUESTION` is replaced by the question. */
 export const PROMPT_TEMPLATE =
   'A conversation between User and Assistant. The user asks a question, and the Assistant solves it. ' +
   'The assistant first shows the complete reasoning process step by step, then provides the final answer in \\boxed{}. ' +

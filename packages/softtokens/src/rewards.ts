@@ -1,5 +1,5 @@
 /**
- * Answer extraction, normalisation and the paper's reward (SPEC §1): 100 for a correct
+ * Answer extraction, normalisation and the paper's reward (docs/method.md): 100 for a correct
  * boxed answer, 10 for a boxed answer that parses but is wrong, 0 otherwise.
  *
  * Correctness is mathematical equivalence, not string equality: numbers are compared as
@@ -371,7 +371,19 @@ function parsedEqual(a: ParsedAnswer, b: ParsedAnswer): boolean {
       a.items.every((x, i) => parsedEqual(x, b.items[i]!))
     );
   }
+  if (a.kind === 'text' && b.kind === 'text' && isWords(a.text) && isWords(b.text)) {
+    return a.text.toLowerCase() === b.text.toLowerCase();
+  }
   return canonical(a) === canonical(b);
+}
+
+/**
+ * Words rather than a formula: letters and sentence punctuation only. `Blue` and `blue`
+ * are one answer; `2X+1` and `2x+1` (digits, operators) stay case-sensitive, since a
+ * formula's variables may differ by case.
+ */
+function isWords(text: string): boolean {
+  return /^[\p{L}'’.,()\-]+$/u.test(text);
 }
 
 function canonical(p: ParsedAnswer): string {

@@ -1,6 +1,6 @@
 /**
  * Supervised training of a base model on worked solutions in the prompt/answer format of
- * SPEC §1 (prompt, then `steps The final answer is: \boxed{n}.` and EOS), with the loss on
+ * docs/method.md (prompt, then `steps The final answer is: \boxed{n}.` and EOS), with the loss on
  * the completion only. This is how the built-in base model is made.
  */
 import * as T from '@softgrad/tensor';

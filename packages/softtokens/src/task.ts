@@ -1,5 +1,5 @@
 /**
- * The built-in task (SPEC §4): small arithmetic word problems in GSM8K's format, generated
+ * The built-in task (docs/method.md): small arithmetic word problems in GSM8K's format, generated
  * deterministically from a seed, small enough in numbers and vocabulary that a tiny
  * character-level model trained for a minute on a CPU can learn them.
  *

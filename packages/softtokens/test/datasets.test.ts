@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataFileError, parseJsonl, readJsonl, toJsonl, writeFileAtomic, writeJsonl } from '../src/io.js';
+import { writeFileAtomicSync as writeFileAtomic } from '@softgrad/transformer';
+import { DataFileError, parseJsonl, readJsonl, toJsonl, writeJsonl } from '../src/io.js';
 import { loadChoiceItems, loadGsm8k, loadMath, loadProblems, parseChoiceItems, parseProblems } from '../src/datasets.js';
 import { generateChoiceTask, generateTask, toGsm8kRecord } from '../src/task.js';
 
@@ -114,6 +115,9 @@ describe('GSM8K and MATH loaders', () => {
     ['gsm8k', [JSON.stringify({ answer: '#### 1' })], ':1: missing field "question"'],
     ['gsm8k', [JSON.stringify({ question: 'q', answer: 'no marker' })], ':1: field "answer" has no "#### <answer>" line'],
     ['gsm8k', [JSON.stringify({ question: 'q', answer: 5 })], ':1: field "answer" must be a string, got number 5'],
+    ...['abc', 'NaN', '1e400', '0x10', 'Infinity'].map((ref) =>
+      ['gsm8k', [JSON.stringify({ question: 'q', answer: `#### ${ref}` })], `:1: field "answer": the reference after "####" is "${ref}"; expected a number`] as const),
+    ['gsm8k', ['{"question": "q", "answer": "#### 1", "answer": "#### 2"}'], ':1: key "answer" appears twice in one record'],
     ['gsm8k', ['[1, 2]'], ':1: expected a JSON object, got an array'],
     ['gsm8k', ['{"question": "q", "answer": "#### 1"}', 'not json'], ':2: invalid JSON'],
     ['math', [JSON.stringify({ problem: 'p', solution: 'no box' })], ':1: field "solution" has no \\boxed{...} answer'],
@@ -123,6 +127,14 @@ describe('GSM8K and MATH loaders', () => {
   ] as const)('reports a malformed %s line with file and line number: %j', (format, lines, message) => {
     const path = file('x.jsonl', [...lines]);
     expect(() => loadProblems(path, format)).toThrow(`${path}${message}`);
+  });
+
+  it('says what a path is when it is not a readable data file', () => {
+    expect(() => loadProblems(dir)).toThrow(`${dir}: is a directory; expected a JSONL file`);
+    expect(() => loadProblems(join(dir, 'none.jsonl'))).toThrow('none.jsonl: cannot read: no such file');
+    const latin1 = join(dir, 'latin1.jsonl');
+    writeFileSync(latin1, Buffer.from([0x7b, 0x22, 0xe9, 0x22, 0x7d]));
+    expect(() => loadProblems(latin1)).toThrow('latin1.jsonl: not UTF-8 text');
   });
 
   it('parses text without the file system', () => {

@@ -13,7 +13,7 @@ import { generateTask } from '../src/task.js';
 import { reward } from '../src/rewards.js';
 
 describe('prompt', () => {
-  it('is SPEC §1’s template verbatim', () => {
+  it('is the paper’s template verbatim', () => {
     expect(PROMPT_TEMPLATE).toBe(
       "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first shows the complete reasoning process step by step, then provides the final answer in \\boxed{}. The assistant must always follow the format: 'User: [question] Assistant: [detailed reasoning] The final answer is: \\boxed{[answer]}.' User: QUESTION Assistant:",
     );
@@ -26,7 +26,7 @@ describe('prompt', () => {
     expect(p.includes('QUESTION')).toBe(false);
   });
 
-  it('has the stop string and prefills of SPEC §1', () => {
+  it('has the stop string and prefills of the method', () => {
     expect(STOP_STRING).toBe('The final answer is: ');
     expect(PREFILL_STOPPED).toBe('\\boxed{');
     expect(PREFILL_AT_LIMIT).toBe('The final answer is: \\boxed{');

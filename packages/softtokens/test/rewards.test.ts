@@ -112,6 +112,11 @@ const REWARD_CASES: [string, string, number][] = [
   ['\\boxed{\\text{(A)}}', '(A)', 100],
   ['\\boxed{2\\sqrt{2}}', '\\sqrt{2}', 10],
   ['\\boxed{x^2 + 2}', 'x^2+1', 10],
+  // words compare without case; formulas keep it (variables may differ by case)
+  ['\\boxed{Blue}', 'blue', 100],
+  ['\\boxed{\\text{Blue}}', 'BLUE', 100],
+  ['\\boxed{Red}', 'blue', 10],
+  ['\\boxed{2X+1}', '2x+1', 10],
   // wrong, empty, missing and unparseable
   ['\\boxed{8}', '7', 10],
   ['\\boxed{}', '7', 10],

@@ -5,8 +5,8 @@
 import { type Backend, type DType, getDefaultBackend, type Tensor, tensor, fmtShape } from '@softgrad/tensor';
 import { readConfig, writeConfig, type TransformerConfig } from './config.js';
 import type { LayerParams, ModelParams } from './model.js';
-import { readCheckpointDir, writeCheckpointDir, type HostTensor, type WriteFloatDtype } from './safetensors.js';
-import { validateCheckpointTensors } from './weights.js';
+import { openCheckpointDir, writeCheckpointDir, type HostTensor, type WriteFloatDtype } from './safetensors.js';
+import { checkTiedCopy, expectedTensorNames, validateCheckpointTensors } from './weights.js';
 
 const LAYER_NAMES: [keyof LayerParams, string][] = [
   ['q', 'self_attn.q_proj.weight'],
@@ -42,37 +42,98 @@ export interface LoadOptions {
   backend?: Backend;
 }
 
+/**
+ * Weights must be finite: one NaN or Inf poisons every activation after it, and a file
+ * holding one is corrupt or was saved from a diverged run.
+ */
+function checkFinite(h: HostTensor, name: string, source: string): void {
+  if (h.dtype !== 'float32' && h.dtype !== 'float64') return;
+  const data = h.data;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) {
+      throw new Error(`${source}: tensor ${JSON.stringify(name)}: element ${i} is ${v}; expected finite weights (corrupt file or diverged run?)`);
+    }
+  }
+}
+
+function hostToTensor(h: HostTensor, name: string, source: string, opts: LoadOptions): Tensor {
+  if (h.dtype !== 'float32' && h.dtype !== 'float64') throw new Error(`${source}: ${name} is ${h.dtype}, expected a float tensor`);
+  checkFinite(h, name, source);
+  const dtype = opts.dtype ?? 'float32';
+  const backend = opts.backend ?? getDefaultBackend();
+  const data = dtype === 'float64' ? Float64Array.from(h.data) : h.data instanceof Float32Array ? h.data : Float32Array.from(h.data);
+  return tensor(data, { shape: h.shape, dtype, backend });
+}
+
+/** The parameter tree from tensors under their Hugging Face names (`take` must give each once). */
+function assembleParams(config: TransformerConfig, take: (name: string) => Tensor): ModelParams {
+  const layers: LayerParams[] = [];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const L: Partial<LayerParams> = {};
+    for (const [field, name] of LAYER_NAMES) {
+      if (field.endsWith('Bias') && !config.attention_bias) continue;
+      L[field] = take(`model.layers.${i}.${name}`);
+    }
+    layers.push(L as LayerParams);
+  }
+  const params: ModelParams = { embed: take('model.embed_tokens.weight'), layers, norm: take('model.norm.weight') };
+  if (!config.tie_word_embeddings) params.lmHead = take('lm_head.weight');
+  return params;
+}
+
 /** Build parameters from named host tensors after validating them against the config. */
 export function paramsFromHost(config: TransformerConfig, host: Record<string, HostTensor>, source: string, opts: LoadOptions = {}): ModelParams {
   validateCheckpointTensors(config, host, source);
-  const dtype = opts.dtype ?? 'float32';
-  const backend = opts.backend ?? getDefaultBackend();
+  const lmHead = host['lm_head.weight'];
+  if (config.tie_word_embeddings && lmHead) checkTiedCopy(host['model.embed_tokens.weight']!.data, lmHead.data, source);
   const created: Tensor[] = [];
-  const load = (name: string): Tensor => {
-    const h = host[name];
-    if (!h) throw new Error(`${source}: missing tensor ${name}`);
-    if (h.dtype !== 'float32' && h.dtype !== 'float64') throw new Error(`${source}: ${name} is ${h.dtype}, expected a float tensor`);
-    const data = dtype === 'float64' ? Float64Array.from(h.data) : h.data instanceof Float32Array ? h.data : Float32Array.from(h.data);
-    const t = tensor(data, { shape: h.shape, dtype, backend });
-    created.push(t);
-    return t;
-  };
   try {
-    const layers: LayerParams[] = [];
-    for (let i = 0; i < config.num_hidden_layers; i++) {
-      const L: Partial<LayerParams> = {};
-      for (const [field, name] of LAYER_NAMES) {
-        const full = `model.layers.${i}.${name}`;
-        if (field.endsWith('Bias') && !config.attention_bias) continue;
-        L[field] = load(full);
-      }
-      layers.push(L as LayerParams);
-    }
-    const params: ModelParams = { embed: load('model.embed_tokens.weight'), layers, norm: load('model.norm.weight') };
-    if (!config.tie_word_embeddings) params.lmHead = load('lm_head.weight');
-    return params;
+    return assembleParams(config, (name) => {
+      const h = host[name];
+      if (!h) throw new Error(`${source}: missing tensor ${name}`);
+      const t = hostToTensor(h, name, source, opts);
+      created.push(t);
+      return t;
+    });
   } catch (e) {
     for (const t of created) t.dispose();
+    throw e;
+  }
+}
+
+/**
+ * Reads the parameters for `config` from a checkpoint directory (one model.safetensors or
+ * shards with an index). Every header is read and checked against the config first (names,
+ * shapes, float dtypes), so a mismatched or hostile file is refused before any of its data
+ * is read; then the weights stream in one tensor at a time, each checked to be finite and
+ * handed to the backend, so host memory holds one tensor's bytes beyond the parameters.
+ */
+export async function loadParams(config: TransformerConfig, dir: string, opts: LoadOptions = {}): Promise<ModelParams> {
+  const reader = await openCheckpointDir(dir);
+  const shapes: Record<string, { shape: number[]; dtype: string }> = Object.create(null);
+  for (const [name, e] of reader.entries) shapes[name] = { shape: e.shape, dtype: e.dtype };
+  validateCheckpointTensors(config, shapes, reader.source);
+  const loaded = new Map<string, Tensor>();
+  const names = expectedTensorNames(config).map((e) => e.name);
+  const tiedCopy = config.tie_word_embeddings && reader.entries.has('lm_head.weight');
+  // A tied model's lm_head.weight must be a copy of the embedding; both are held only as
+  // long as it takes to compare them.
+  let embedHost: HostTensor | undefined;
+  let lmHeadHost: HostTensor | undefined;
+  try {
+    await reader.readEach(tiedCopy ? [...names, 'lm_head.weight'] : names, (name, h) => {
+      if (name === 'lm_head.weight' && tiedCopy) lmHeadHost = h;
+      else loaded.set(name, hostToTensor(h, name, reader.entries.get(name)!.path, opts));
+      if (tiedCopy && name === 'model.embed_tokens.weight') embedHost = h;
+      if (embedHost && lmHeadHost) {
+        checkTiedCopy(embedHost.data, lmHeadHost.data, reader.source);
+        embedHost = lmHeadHost = undefined;
+      }
+    });
+    return assembleParams(config, (name) => loaded.get(name)!);
+  } catch (e) {
+    for (const t of loaded.values()) t.dispose();
     throw e;
   }
 }
@@ -97,8 +158,7 @@ export interface LoadedModel {
 /** Load config.json and the safetensors checkpoint (single file or sharded) of a directory. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const config = await readConfig(dir);
-  const host = await readCheckpointDir(dir);
-  return { config, params: paramsFromHost(config, host, dir, opts) };
+  return { config, params: await loadParams(config, dir, opts) };
 }
 
 export interface SaveOptions {

@@ -2,8 +2,11 @@
 // SmolLM checkpoint directory loads as it is and ours load in transformers.
 
 import { readFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from './safetensors.js';
+import { writeFileAtomic } from './atomic.js';
+import { parseJsonStrict } from './json.js';
+import { MAX_ARRAY_BYTES } from './safetensors.js';
 
 export type ModelType = 'llama' | 'qwen2';
 
@@ -81,11 +84,45 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+export interface ConfigLimits {
+  /**
+   * Memory the parameters (as float32) must fit in; default this machine's total memory.
+   * A config beyond it is refused at once, rather than after minutes of allocation.
+   */
+  memoryBytes?: number;
+}
+
+/**
+ * At most this many tensors. Each one costs fixed bookkeeping on the host and the device,
+ * so a corrupt `num_hidden_layers` could exhaust memory with tiny layers; the largest
+ * published models have about 1,300 tensors.
+ */
+export const MAX_TENSOR_COUNT = 100_000;
+
+/** Token ids are int32 throughout the engine. */
+export const MAX_VOCAB_SIZE = 2 ** 31 - 1;
+
+/** Parameter count of a config (a float: it may be astronomically large for a corrupt one). */
+export function configParameterCount(c: Pick<TransformerConfig,
+  'vocab_size' | 'hidden_size' | 'intermediate_size' | 'num_hidden_layers' | 'num_attention_heads' | 'num_key_value_heads' |
+  'head_dim' | 'tie_word_embeddings' | 'attention_bias'>): number {
+  const d = c.hidden_size;
+  const q = c.num_attention_heads * c.head_dim;
+  const kv = c.num_key_value_heads * c.head_dim;
+  const perLayer = 2 * q * d + 2 * kv * d + 3 * c.intermediate_size * d + 2 * d + (c.attention_bias ? q + 2 * kv : 0);
+  return c.vocab_size * d * (c.tie_word_embeddings ? 1 : 2) + c.num_hidden_layers * perLayer + d;
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toPrecision(3)} GiB`;
+}
+
 /**
  * Validates a parsed config.json. `source` (a path or a label) is named in every error.
- * All problems found are reported in one Error.
+ * All problems found are reported in one Error. Sizes are bounded by what this process
+ * can hold (see `ConfigLimits`), so a corrupt config fails here and not in an allocation.
  */
-export function parseConfig(json: unknown, source: string): TransformerConfig {
+export function parseConfig(json: unknown, source: string, limits: ConfigLimits = {}): TransformerConfig {
   if (!isRecord(json)) throw new Error(`${source}: config must be a JSON object, got ${describe(json)}`);
   const problems: string[] = [];
   const bad = (field: string, expected: string, value: unknown) =>
@@ -221,6 +258,7 @@ export function parseConfig(json: unknown, source: string): TransformerConfig {
     eos_token_id: tokenId('eos_token_id', true),
     torch_dtype: torchDtype,
   };
+  if (problems.length === 0) checkSizes(config, problems, limits.memoryBytes ?? totalmem());
   if (problems.length > 0) {
     throw new Error(`${source}: invalid config: ${problems.join('; ')}`);
   }
@@ -231,6 +269,40 @@ export function parseConfig(json: unknown, source: string): TransformerConfig {
   }
   if (Object.keys(extra).length > 0) config.extra = extra;
   return config;
+}
+
+function checkSizes(c: TransformerConfig, problems: string[], memoryBytes: number): void {
+  if (c.vocab_size > MAX_VOCAB_SIZE) {
+    problems.push(`field "vocab_size": ${c.vocab_size} is more than ${MAX_VOCAB_SIZE} (token ids are int32)`);
+  }
+  const eos = c.eos_token_id === null ? [] : Array.isArray(c.eos_token_id) ? c.eos_token_id : [c.eos_token_id];
+  for (const [field, ids] of [['bos_token_id', c.bos_token_id === null ? [] : [c.bos_token_id]], ['eos_token_id', eos]] as const) {
+    for (const id of ids) {
+      if (id >= c.vocab_size) problems.push(`field "${field}": token ${id} is outside the vocabulary (vocab_size ${c.vocab_size})`);
+    }
+  }
+  const perLayer = 9 + (c.attention_bias ? 3 : 0);
+  const tensors = 2 + (c.tie_word_embeddings ? 0 : 1) + c.num_hidden_layers * perLayer;
+  if (tensors > MAX_TENSOR_COUNT) {
+    problems.push(`field "num_hidden_layers": ${c.num_hidden_layers} layers make ${tensors} tensors; at most ${MAX_TENSOR_COUNT} are supported`);
+  }
+  const q = c.num_attention_heads * c.head_dim;
+  const largest: [string, number][] = [
+    ['vocab_size × hidden_size (embedding)', c.vocab_size * c.hidden_size],
+    ['intermediate_size × hidden_size (MLP)', c.intermediate_size * c.hidden_size],
+    ['num_attention_heads × head_dim × hidden_size (attention)', q * c.hidden_size],
+  ];
+  for (const [what, elements] of largest) {
+    if (4 * elements > MAX_ARRAY_BYTES) {
+      problems.push(`${what} = ${elements} elements: ${gib(4 * elements)} as float32 is more than one array can hold (${gib(MAX_ARRAY_BYTES)})`);
+    }
+  }
+  const bytes = 4 * configParameterCount(c);
+  if (bytes > memoryBytes) {
+    problems.push(
+      `the config describes ${configParameterCount(c).toPrecision(3)} parameters, ${gib(bytes)} as float32, more than this machine's ${gib(memoryBytes)} of memory`,
+    );
+  }
 }
 
 function parseRopeScaling(raw: unknown, problems: string[]): RopeScaling | null {
@@ -306,13 +378,7 @@ export async function readConfig(dir: string): Promise<TransformerConfig> {
   } catch (e) {
     throw new Error(`${path}: cannot read config: ${(e as Error).message}`, { cause: e });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
-  return parseConfig(json, path);
+  return parseConfig(parseJsonStrict(text, path), path);
 }
 
 /** Writes dir/config.json atomically (temp file + rename); validates first. */

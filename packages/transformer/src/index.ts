@@ -1,4 +1,7 @@
 /** @softgrad/transformer — Llama/Qwen decoder, KV cache, checkpoints, config.json, tokenizers. */
+export * from './atomic.js';
+export * from './crash-testing.js';
+export * from './json.js';
 export * from './config.js';
 export * from './safetensors.js';
 export * from './weights.js';

@@ -2,9 +2,12 @@
 // little-endian header length N, N bytes of UTF-8 JSON, then the tensors' bytes.
 // Everything here works on plain typed arrays so it does not depend on the engine.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { constants as bufferConstants } from 'node:buffer';
+import { createHash, type Hash } from 'node:crypto';
+import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from './atomic.js';
+import { parseJsonStrict } from './json.js';
 
 /** A tensor on the host, as read from or written to a checkpoint. Row-major. */
 export type HostTensor =
@@ -54,7 +57,22 @@ export interface SerializeOptions {
   dtype?: WriteFloatDtype;
   /** String-to-string metadata; `format: "pt"` is added unless given, as transformers requires it. */
   metadata?: Record<string, string>;
+  /**
+   * Record a SHA-256 of the tensors in the metadata (`softgrad_sha256`, see `tensorDigest`),
+   * which the reader checks. Default true: the format has no checksum of its own, so a
+   * flipped byte in the data would otherwise load as a slightly different model.
+   */
+  checksum?: boolean;
 }
+
+/** Metadata key of the tensors' SHA-256 (hex), written and checked by this module. */
+export const DIGEST_METADATA_KEY = 'softgrad_sha256';
+
+/**
+ * The largest typed array this Node can allocate, in bytes. A tensor beyond it cannot be
+ * read however much memory there is, so it is refused before anything is allocated.
+ */
+export const MAX_ARRAY_BYTES: number = bufferConstants.MAX_LENGTH;
 
 // safetensors' own limit (MAX_HEADER_SIZE in the Rust crate); a larger claimed length is
 // corruption, and honouring it would mean allocating that much before finding out.
@@ -139,9 +157,9 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, dataLength: numb
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseJsonStrict(text, 'header');
   } catch (e) {
-    throw new Error(`${source}: header is not valid JSON (${(e as Error).message})`);
+    throw new Error(`${source}: ${(e as Error).message}`);
   }
   if (!isRecord(json)) throw new Error(`${source}: header must be a JSON object, got ${show(json)}`);
 
@@ -192,17 +210,42 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, dataLength: numb
     entries.push({ name, dtype, shape: [...(shape as number[])], begin, end });
   }
 
+  checkCoverage(entries, dataLength, source);
+  return { entries, metadata, dataStart: 8 + headerBytes.length };
+}
+
+/**
+ * The tensors must tile the data section exactly: no overlaps (two tensors sharing bytes),
+ * no holes and nothing after the last tensor. A header length a few bytes off, a tensor
+ * dropped from the header or bytes appended to the file all break the tiling, where
+ * otherwise they would load as shifted or partial weights. Zero-sized tensors hold no
+ * bytes and may sit at any offset within the section.
+ */
+function checkCoverage(entries: readonly SafetensorsEntry[], dataLength: number, source: string): void {
   const byOffset = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < byOffset.length; i++) {
-    const prev = byOffset[i - 1];
-    const cur = byOffset[i];
-    if (cur.begin < prev.end) {
+  let covered = 0;
+  let previous: SafetensorsEntry | undefined;
+  for (const cur of byOffset) {
+    if (cur.begin < covered && previous) {
       throw new Error(
-        `${source}: tensors ${quote(prev.name)} [${prev.begin}, ${prev.end}) and ${quote(cur.name)} [${cur.begin}, ${cur.end}) overlap`,
+        `${source}: tensors ${quote(previous.name)} [${previous.begin}, ${previous.end}) and ${quote(cur.name)} [${cur.begin}, ${cur.end}) overlap`,
       );
     }
+    if (cur.begin > covered) {
+      throw new Error(
+        `${source}: bytes [${covered}, ${cur.begin}) of the data section belong to no tensor (before ${quote(cur.name)}); ` +
+          'expected the tensors to cover the data section exactly (corrupt header or header length?)',
+      );
+    }
+    covered = cur.end;
+    previous = cur;
   }
-  return { entries, metadata, dataStart: 8 + headerBytes.length };
+  if (covered !== dataLength) {
+    throw new Error(
+      `${source}: the data section has ${dataLength - covered} byte(s) after the last tensor (${dataLength} bytes, tensors cover ${covered}); ` +
+        'expected the tensors to cover it exactly (corrupt header, header length or appended data?)',
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -338,15 +381,73 @@ function decodeTensor(raw: Uint8Array, entry: SafetensorsEntry, source: string):
 // ---------------------------------------------------------------------------------------
 // Reading
 
-/** Parses a whole safetensors file held in memory. */
+function byNameOrder(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * What the recorded digest covers for one tensor, ahead of its bytes: its name, dtype and
+ * shape, so that two tensors trading places or a changed shape also changes the digest.
+ */
+function digestPrefix(entry: Pick<SafetensorsEntry, 'name' | 'dtype' | 'shape'>): Uint8Array {
+  return encoder.encode(`${JSON.stringify([entry.name, entry.dtype, entry.shape])}\n`);
+}
+
+function recordedDigest(metadata: Record<string, string>, source: string): string | undefined {
+  const value = metadata[DIGEST_METADATA_KEY];
+  if (value === undefined) return undefined;
+  if (!/^[0-9a-f]{64}$/.test(value)) {
+    throw new Error(`${source}: metadata ${quote(DIGEST_METADATA_KEY)} must be 64 hex digits (a SHA-256), got ${show(value)}`);
+  }
+  return value;
+}
+
+function digestMismatch(source: string): Error {
+  return new Error(
+    `${source}: the tensors do not match the SHA-256 recorded in the file's metadata (${DIGEST_METADATA_KEY}): the file is corrupted`,
+  );
+}
+
+/** Bytes a tensor takes once decoded (F16/BF16 widen to float32, 64-bit integers narrow to int32). */
+function decodedByteLength(entry: SafetensorsEntry): number {
+  const n = shapeSize(entry.shape);
+  switch (entry.dtype) {
+    case 'F64':
+      return 8 * n;
+    case 'BOOL':
+      return n;
+    default:
+      return 4 * n;
+  }
+}
+
+function checkAllocatable(entry: SafetensorsEntry, source: string): void {
+  const bytes = Math.max(entry.end - entry.begin, decodedByteLength(entry));
+  if (bytes > MAX_ARRAY_BYTES) {
+    throw new Error(
+      `${source}: tensor ${quote(entry.name)} of shape ${show(entry.shape)} needs ${bytes} bytes, more than one array can hold ` +
+        `(${MAX_ARRAY_BYTES} bytes in this Node); nothing was allocated`,
+    );
+  }
+}
+
+/** Parses a whole safetensors file held in memory, checking its digest when it has one. */
 export function parseSafetensors(bytes: Uint8Array, source: string): SafetensorsFile {
   const headerLength = parseHeaderLength(bytes, bytes.length, source);
   const dataStart = 8 + headerLength;
   const header = parseSafetensorsHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, source);
+  const digest = recordedDigest(header.metadata, source);
+  const hash = digest === undefined ? undefined : createHash('sha256');
   const tensors: Record<string, HostTensor> = Object.create(null);
-  for (const entry of header.entries) {
-    tensors[entry.name] = decodeTensor(bytes.slice(dataStart + entry.begin, dataStart + entry.end), entry, source);
+  for (const entry of [...header.entries].sort(byNameOrder)) {
+    checkAllocatable(entry, source);
+    const raw = bytes.slice(dataStart + entry.begin, dataStart + entry.end);
+    hash?.update(digestPrefix(entry)).update(raw);
+    tensors[entry.name] = decodeTensor(raw, entry, source);
   }
+  if (hash && hash.digest('hex') !== digest) throw digestMismatch(source);
   return { tensors, metadata: header.metadata };
 }
 
@@ -372,7 +473,9 @@ async function readExactly(fh: FileHandle, into: Uint8Array, position: number, s
 }
 
 async function readHeaderFrom(fh: FileHandle, path: string): Promise<SafetensorsHeader> {
-  const { size } = await fh.stat();
+  const info = await fh.stat();
+  if (!info.isFile()) throw new Error(`${path}: not a file (expected a .safetensors file)`);
+  const size = info.size;
   const prefix = new Uint8Array(8);
   if (size >= 8) await readExactly(fh, prefix, 0, path);
   const headerLength = parseHeaderLength(prefix, size, path);
@@ -392,32 +495,92 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 }
 
 /**
+ * An open safetensors file whose header has been read and validated; tensors are read one
+ * at a time, so a caller can check names and shapes first and then stream the data with
+ * one tensor's bytes in memory at a time. When every tensor is read in name order
+ * (`names` gives that order), the digest recorded by our writer is checked on the last one.
+ */
+export class SafetensorsReader {
+  private readonly byName: Map<string, SafetensorsEntry>;
+  private readonly canonical: SafetensorsEntry[];
+  private readonly digest: string | undefined;
+  private hash: Hash | undefined;
+  private next = 0;
+
+  private constructor(
+    readonly path: string,
+    readonly header: SafetensorsHeader,
+    private readonly fh: FileHandle,
+  ) {
+    this.byName = new Map(header.entries.map((e) => [e.name, e]));
+    this.canonical = [...header.entries].sort(byNameOrder);
+    this.digest = recordedDigest(header.metadata, path);
+    this.hash = this.digest === undefined ? undefined : createHash('sha256');
+  }
+
+  static async open(path: string): Promise<SafetensorsReader> {
+    const fh = await openForReading(path);
+    try {
+      return new SafetensorsReader(path, await readHeaderFrom(fh, path), fh);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  /** Tensor names in the order that lets the digest be checked. */
+  get names(): string[] {
+    return this.canonical.map((e) => e.name);
+  }
+
+  entry(name: string): SafetensorsEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  /** True when the file records a digest (written by us). */
+  get hasDigest(): boolean {
+    return this.digest !== undefined;
+  }
+
+  async read(name: string): Promise<HostTensor> {
+    const entry = this.byName.get(name);
+    if (!entry) throw new Error(`${this.path}: tensor ${quote(name)} is not in this file`);
+    checkAllocatable(entry, this.path);
+    const raw = new Uint8Array(entry.end - entry.begin);
+    await readExactly(this.fh, raw, this.header.dataStart + entry.begin, this.path);
+    if (this.hash) {
+      if (this.canonical[this.next] === entry) {
+        this.hash.update(digestPrefix(entry)).update(raw);
+        this.next++;
+        if (this.next === this.canonical.length && this.hash.digest('hex') !== this.digest) throw digestMismatch(this.path);
+      } else {
+        // Read out of order or a subset: the digest cannot be checked this time.
+        this.hash = undefined;
+      }
+    }
+    return decodeTensor(raw, entry, this.path);
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
  * Reads a safetensors file tensor by tensor (never the whole file at once, so shards
  * larger than a Node buffer load). `names` restricts which tensors are read; each
  * named tensor must exist.
  */
 export async function readSafetensorsFile(path: string, options: { names?: readonly string[] } = {}): Promise<SafetensorsFile> {
-  const fh = await openForReading(path);
+  const reader = await SafetensorsReader.open(path);
   try {
-    const header = await readHeaderFrom(fh, path);
-    let entries = header.entries;
-    if (options.names) {
-      const byName = new Map(entries.map((e) => [e.name, e]));
-      entries = options.names.map((name) => {
-        const entry = byName.get(name);
-        if (!entry) throw new Error(`${path}: tensor ${quote(name)} is not in this file`);
-        return entry;
-      });
-    }
+    const names = options.names ? [...options.names].sort() : reader.names;
+    for (const name of names) if (!reader.entry(name)) throw new Error(`${path}: tensor ${quote(name)} is not in this file`);
     const tensors: Record<string, HostTensor> = Object.create(null);
-    for (const entry of entries) {
-      const raw = new Uint8Array(entry.end - entry.begin);
-      await readExactly(fh, raw, header.dataStart + entry.begin, path);
-      tensors[entry.name] = decodeTensor(raw, entry, path);
-    }
-    return { tensors, metadata: header.metadata };
+    for (const name of names) tensors[name] = await reader.read(name);
+    return { tensors, metadata: reader.header.metadata };
   } finally {
-    await fh.close();
+    await reader.close();
   }
 }
 
@@ -434,7 +597,13 @@ interface PlannedTensor {
 interface Plan {
   header: Uint8Array;
   tensors: PlannedTensor[];
+  /** Where in `header` the 64 hex digits of the digest go, once the data is hashed; -1 without a digest. */
+  digestOffset: number;
 }
+
+// The digest is not known until every tensor has been encoded, but the header comes first:
+// it is written with this placeholder, and the real digest (same length) written over it.
+const DIGEST_PLACEHOLDER = '0'.repeat(64);
 
 function storageDtype(tensor: HostTensor, floatDtype: WriteFloatDtype): SafetensorsDtype {
   switch (tensor.dtype) {
@@ -485,6 +654,9 @@ function planSafetensors(tensors: Record<string, HostTensor>, options: Serialize
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new Error(`${context}: metadata value for ${quote(k)} must be a string, got ${show(v)}`);
   }
+  const withDigest = options.checksum ?? true;
+  if (withDigest) metadata[DIGEST_METADATA_KEY] = DIGEST_PLACEHOLDER;
+  else delete metadata[DIGEST_METADATA_KEY];
   // Sorted by name so that the same tensors always give the same bytes.
   const names = Object.keys(tensors).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const planned: PlannedTensor[] = [];
@@ -500,7 +672,8 @@ function planSafetensors(tensors: Record<string, HostTensor>, options: Serialize
     planned.push({ name, tensor, dtype, byteLength });
     offset += byteLength;
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  const text = JSON.stringify(header);
+  const json = encoder.encode(text);
   // Padding with spaces to a multiple of 8 keeps the data 8-byte aligned, as the
   // reference implementation does.
   const padded = Math.ceil(json.length / 8) * 8;
@@ -508,7 +681,16 @@ function planSafetensors(tensors: Record<string, HostTensor>, options: Serialize
   new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
   out.set(json, 8);
   out.fill(0x20, 8 + json.length);
-  return { header: out, tensors: planned };
+  // __metadata__ is the header's first key, so the first occurrence is the metadata's
+  // (a tensor name containing this text would appear escaped).
+  const marker = `${JSON.stringify(DIGEST_METADATA_KEY)}:"`;
+  const at = withDigest ? text.indexOf(marker) : -1;
+  const digestOffset = at < 0 ? -1 : 8 + encoder.encode(text.slice(0, at + marker.length)).length;
+  return { header: out, tensors: planned, digestOffset };
+}
+
+function entryOf(p: PlannedTensor): Pick<SafetensorsEntry, 'name' | 'dtype' | 'shape'> {
+  return { name: p.name, dtype: p.dtype, shape: [...p.tensor.shape] };
 }
 
 function encodeTensor(p: PlannedTensor): Uint8Array {
@@ -564,39 +746,16 @@ export function serializeSafetensors(tensors: Record<string, HostTensor>, option
   const total = plan.header.length + plan.tensors.reduce((s, t) => s + t.byteLength, 0);
   const out = new Uint8Array(total);
   out.set(plan.header, 0);
+  const hash = plan.digestOffset >= 0 ? createHash('sha256') : undefined;
   let offset = plan.header.length;
   for (const t of plan.tensors) {
-    out.set(encodeTensor(t), offset);
+    const bytes = encodeTensor(t);
+    hash?.update(digestPrefix(entryOf(t))).update(bytes);
+    out.set(bytes, offset);
     offset += t.byteLength;
   }
+  if (hash) out.set(encoder.encode(hash.digest('hex')), plan.digestOffset);
   return out;
-}
-
-/**
- * Writes `path` so that it holds either its previous content or the complete new
- * content, never a part: the bytes go to a temporary file in the same directory, which
- * is synced and renamed over `path`. On failure the temporary file is removed.
- * `content` may be a function that writes through the open handle (for streaming).
- */
-export async function writeFileAtomic(
-  path: string,
-  content: string | Uint8Array | ((fh: FileHandle) => Promise<void>),
-): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx');
-  let closed = false;
-  try {
-    if (typeof content === 'function') await content(fh);
-    else await fh.writeFile(content);
-    await fh.sync();
-    await fh.close();
-    closed = true;
-    await rename(tmp, path);
-  } catch (e) {
-    if (!closed) await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
@@ -619,7 +778,16 @@ export async function writeSafetensorsFile(
   const plan = planSafetensors(tensors, options, path);
   await writeFileAtomic(path, async (fh) => {
     await writeAll(fh, plan.header);
-    for (const t of plan.tensors) await writeAll(fh, encodeTensor(t));
+    const hash = plan.digestOffset >= 0 ? createHash('sha256') : undefined;
+    for (const t of plan.tensors) {
+      const bytes = encodeTensor(t);
+      hash?.update(digestPrefix(entryOf(t))).update(bytes);
+      await writeAll(fh, bytes);
+    }
+    if (hash) {
+      const hex = encoder.encode(hash.digest('hex'));
+      await fh.write(hex, 0, hex.length, plan.digestOffset);
+    }
   });
 }
 
@@ -649,12 +817,7 @@ async function readIndex(path: string): Promise<CheckpointIndex> {
   } catch (e) {
     throw new Error(`${path}: cannot read: ${(e as Error).message}`, { cause: e });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const json = parseJsonStrict(text, path);
   if (!isRecord(json) || !isRecord(json.weight_map)) {
     throw new Error(`${path}: expected an object with a "weight_map" object`);
   }
@@ -670,41 +833,108 @@ async function readIndex(path: string): Promise<CheckpointIndex> {
   return { weightMap };
 }
 
+/** Where one tensor of a checkpoint directory lives. */
+export interface CheckpointEntry extends SafetensorsEntry {
+  /** The safetensors file holding it. */
+  path: string;
+}
+
 /**
- * Loads every tensor of a checkpoint directory: `model.safetensors` if present (as
- * transformers prefers it), otherwise `model.safetensors.index.json` and its shards.
+ * A checkpoint directory whose headers (every shard's) have been read and validated, and
+ * whose tensors have not: names, shapes and dtypes can be checked against a config before
+ * a single weight is read, and the weights then read one tensor at a time.
  */
-export async function readCheckpointDir(dir: string): Promise<Record<string, HostTensor>> {
+export interface CheckpointReader {
+  readonly dir: string;
+  /** The file the tensors were found through (model.safetensors or the index), for messages. */
+  readonly source: string;
+  readonly entries: ReadonlyMap<string, CheckpointEntry>;
+  /**
+   * Reads the named tensors one at a time, file by file, handing each to `visit` (which
+   * should convert and drop it). A file's digest is checked once all of its tensors are read.
+   */
+  readEach(names: Iterable<string>, visit: (name: string, tensor: HostTensor) => void | Promise<void>): Promise<void>;
+}
+
+/**
+ * Opens a checkpoint directory: `model.safetensors` if present (as transformers prefers
+ * it), otherwise `model.safetensors.index.json` and its shards. Reads headers only.
+ */
+export async function openCheckpointDir(dir: string): Promise<CheckpointReader> {
   const single = join(dir, SINGLE_FILE_NAME);
-  if (await exists(single)) return (await readSafetensorsFile(single)).tensors;
-  const indexPath = join(dir, INDEX_FILE_NAME);
-  if (!(await exists(indexPath))) {
-    throw new Error(`${dir}: no checkpoint found (neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME})`);
-  }
-  const { weightMap } = await readIndex(indexPath);
-  const byShard = new Map<string, string[]>();
-  for (const [name, file] of weightMap) {
-    const list = byShard.get(file);
-    if (list) list.push(name);
-    else byShard.set(file, [name]);
-  }
-  for (const file of byShard.keys()) {
-    if (!(await exists(join(dir, file)))) throw new Error(`${indexPath}: names shard ${quote(file)}, which does not exist`);
-  }
-  const tensors: Record<string, HostTensor> = Object.create(null);
-  for (const [file, names] of byShard) {
-    const shardPath = join(dir, file);
-    const header = await readSafetensorsHeader(shardPath);
-    const present = new Set(header.entries.map((e) => e.name));
-    const missing = names.filter((n) => !present.has(n));
-    if (missing.length > 0) {
-      throw new Error(
-        `${indexPath}: ${missing.length} tensor(s) listed for shard ${quote(file)} are absent from it: ${missing.slice(0, 5).map(quote).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
-      );
+  const entries = new Map<string, CheckpointEntry>();
+  let source: string;
+  if (await exists(single)) {
+    source = single;
+    for (const e of (await readSafetensorsHeader(single)).entries) entries.set(e.name, { ...e, path: single });
+  } else {
+    const indexPath = join(dir, INDEX_FILE_NAME);
+    if (!(await exists(indexPath))) {
+      throw new Error(`${dir}: no checkpoint found (neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME})`);
     }
-    const shard = await readSafetensorsFile(shardPath, { names });
-    for (const name of names) tensors[name] = shard.tensors[name];
+    source = indexPath;
+    const { weightMap } = await readIndex(indexPath);
+    const byShard = new Map<string, string[]>();
+    for (const [name, file] of weightMap) {
+      const list = byShard.get(file);
+      if (list) list.push(name);
+      else byShard.set(file, [name]);
+    }
+    for (const file of byShard.keys()) {
+      if (!(await exists(join(dir, file)))) throw new Error(`${indexPath}: names shard ${quote(file)}, which does not exist`);
+    }
+    for (const [file, names] of byShard) {
+      const shardPath = join(dir, file);
+      const header = await readSafetensorsHeader(shardPath);
+      const byName = new Map(header.entries.map((e) => [e.name, e]));
+      const missing = names.filter((n) => !byName.has(n));
+      if (missing.length > 0) {
+        throw new Error(
+          `${indexPath}: ${missing.length} tensor(s) listed for shard ${quote(file)} are absent from it: ${missing.slice(0, 5).map(quote).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+        );
+      }
+      // A tensor the index does not list would be silently ignored; it is more likely a
+      // sign that the index and the shards come from different checkpoints.
+      const unlisted = header.entries.filter((e) => weightMap.get(e.name) !== file);
+      if (unlisted.length > 0) {
+        throw new Error(
+          `${shardPath}: holds ${unlisted.length} tensor(s) that ${INDEX_FILE_NAME} does not assign to it: ${unlisted.slice(0, 5).map((e) => quote(e.name)).join(', ')}${unlisted.length > 5 ? ', ...' : ''}`,
+        );
+      }
+      for (const name of names) entries.set(name, { ...byName.get(name)!, path: shardPath });
+    }
   }
+  return {
+    dir,
+    source,
+    entries,
+    async readEach(names, visit) {
+      const byFile = new Map<string, string[]>();
+      for (const name of names) {
+        const e = entries.get(name);
+        if (!e) throw new Error(`${source}: tensor ${quote(name)} is not in this checkpoint`);
+        const list = byFile.get(e.path);
+        if (list) list.push(name);
+        else byFile.set(e.path, [name]);
+      }
+      for (const [path, list] of byFile) {
+        const reader = await SafetensorsReader.open(path);
+        try {
+          // Name order is the order in which the recorded digest can be checked.
+          for (const name of list.sort()) await visit(name, await reader.read(name));
+        } finally {
+          await reader.close();
+        }
+      }
+    },
+  };
+}
+
+/** Loads every tensor of a checkpoint directory into host memory (see `openCheckpointDir`). */
+export async function readCheckpointDir(dir: string): Promise<Record<string, HostTensor>> {
+  const reader = await openCheckpointDir(dir);
+  const tensors: Record<string, HostTensor> = Object.create(null);
+  await reader.readEach(reader.entries.keys(), (name, t) => void (tensors[name] = t));
   return tensors;
 }
 

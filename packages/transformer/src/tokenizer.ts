@@ -5,7 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as hfTokenizers from '@huggingface/tokenizers';
-import { writeFileAtomic } from './safetensors.js';
+import { writeFileAtomic } from './atomic.js';
+import { parseJsonStrict } from './json.js';
 
 // The package's .d.ts files import each other without extensions, which NodeNext
 // resolution cannot follow, so its types arrive as `any`; this is the part we use.
@@ -32,9 +33,21 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+export interface TokenizerOptions {
+  /**
+   * Strict (the default): a character the tokenizer cannot encode is an error naming it.
+   * Otherwise it becomes the unknown token, where the tokenizer has one; a tokenizer
+   * without one still refuses, since the only alternative is dropping text silently.
+   */
+  strict?: boolean;
+}
+
 export interface Tokenizer {
   /** One more than the largest token id (the embedding needs at least this many rows). */
   readonly vocabSize: number;
+  /** Whether unencodable characters are errors (see `TokenizerOptions`). */
+  readonly strict: boolean;
+  /** Throws, naming the character, when text cannot be encoded (see `strict`). */
   encode(text: string, options?: EncodeOptions): number[];
   /** Ids the tokenizer does not know (e.g. padding rows of a larger embedding) are skipped. */
   decode(ids: readonly number[], options?: DecodeOptions): string;
@@ -50,6 +63,20 @@ export interface Tokenizer {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `"☃" (U+2603)`: a character as a reader can find it, control characters included. */
+export function describeCharacter(ch: string): string {
+  const cp = ch.codePointAt(0) ?? 0;
+  return `${JSON.stringify(ch)} (U+${cp.toString(16).toUpperCase().padStart(4, '0')})`;
+}
+
+function unencodable(source: string, text: string, index: number, ch: string, why: string): Error {
+  const from = Math.max(0, index - 20);
+  const context = `${from > 0 ? '…' : ''}${text.slice(from, index + 20)}${index + 20 < text.length ? '…' : ''}`;
+  return new Error(
+    `${source}: cannot encode ${describeCharacter(ch)} at character ${index} of ${JSON.stringify(context)}: ${why}`,
+  );
 }
 
 function checkIds(ids: readonly number[], where: string): void {
@@ -69,40 +96,96 @@ function specialTokenText(value: unknown): string | undefined {
   return undefined;
 }
 
+type Probe = 'ok' | 'unknown' | 'missing';
+
 class HfTokenizer implements Tokenizer {
-  readonly vocabSize: number;
   readonly bosId?: number;
   readonly eosId?: number;
   readonly padId?: number;
   readonly unkId?: number;
   readonly specialTokens: ReadonlyMap<string, number>;
+  private readonly unkText: string | undefined;
+  // Added tokens by first UTF-16 unit, longest first (the library matches them that way).
+  private readonly addedByFirst = new Map<string, string[]>();
+  // Each distinct character is probed once.
+  private readonly probed = new Map<string, Probe>();
 
-  constructor(private readonly lib: HfLibraryTokenizer, tokenizerConfig: Record<string, unknown>, private readonly source: string) {
-    this.vocabSize = lib.model?.vocab.length ?? 0;
+  constructor(
+    private readonly lib: HfLibraryTokenizer,
+    tokenizerConfig: Record<string, unknown>,
+    readonly vocabSize: number,
+    unkText: string | undefined,
+    private readonly source: string,
+    configSource: string,
+    readonly strict: boolean,
+  ) {
     const specials = new Map<string, number>();
     for (const [id, token] of lib.get_added_tokens_decoder()) {
       if (token.special) specials.set(token.content, id);
     }
+    for (const t of [...lib.get_added_tokens_decoder().values()].map((a) => a.content).sort((x, y) => y.length - x.length)) {
+      const list = this.addedByFirst.get(t[0]!) ?? [];
+      list.push(t);
+      this.addedByFirst.set(t[0]!, list);
+    }
     const idOf = (key: string): number | undefined => {
-      const text = specialTokenText(tokenizerConfig[key]);
-      if (text === undefined) return undefined;
+      const raw = tokenizerConfig[key];
+      if (raw === undefined || raw === null) return undefined;
+      const text = specialTokenText(raw);
+      if (text === undefined) throw new Error(`${configSource}: "${key}" must be a token string or an AddedToken object, got ${JSON.stringify(raw)}`);
       const id = lib.token_to_id(text);
-      if (id !== undefined && !specials.has(text)) specials.set(text, id);
+      if (id === undefined) throw new Error(`${configSource}: "${key}" is ${JSON.stringify(text)}, which is not in the vocabulary of ${source}`);
+      if (!specials.has(text)) specials.set(text, id);
       return id;
     };
     this.bosId = idOf('bos_token');
     this.eosId = idOf('eos_token');
     this.padId = idOf('pad_token');
-    this.unkId = idOf('unk_token');
+    this.unkText = unkText ?? specialTokenText(tokenizerConfig.unk_token);
+    this.unkId = idOf('unk_token') ?? (this.unkText === undefined ? undefined : lib.token_to_id(this.unkText));
     this.specialTokens = specials;
+  }
+
+  /** How `ch` encodes on its own: fine, as the unknown token, or not at all. */
+  private probe(ch: string): Probe {
+    let result = this.probed.get(ch);
+    if (result !== undefined) return result;
+    const { ids } = this.lib.encode(ch, { add_special_tokens: false });
+    if (ids.some((id) => typeof id !== 'number')) result = 'missing';
+    else if (this.unkId !== undefined && ids.includes(this.unkId)) result = 'unknown';
+    // Tokenizers that split on whitespace drop it by design; any other character that
+    // vanishes was dropped for want of a token.
+    else if (ids.length === 0 && !/^\s$/u.test(ch)) result = 'missing';
+    else result = 'ok';
+    this.probed.set(ch, result);
+    return result;
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const { ids } = this.lib.encode(text, { add_special_tokens: options.addSpecialTokens ?? false });
-    // The library maps a token it cannot place to the model's unk id, which is undefined
-    // when the model has none; an id list with holes would corrupt everything downstream.
-    const hole = ids.findIndex((id) => typeof id !== 'number');
-    if (hole >= 0) throw new Error(`${this.source}: cannot encode ${JSON.stringify(text.slice(0, 40))}: no id for a token and no unk token`);
+    // Added tokens written out in the text (special tokens) are encoded as such; the
+    // characters between them must each be encodable.
+    for (let i = 0; i < text.length;) {
+      const added = this.addedByFirst.get(text[i]!)?.find((t) => text.startsWith(t, i));
+      if (added !== undefined) {
+        i += added.length;
+        continue;
+      }
+      const ch = String.fromCodePoint(text.codePointAt(i)!);
+      const result = this.probe(ch);
+      if (result === 'missing') throw unencodable(this.source, text, i, ch, 'no token for it, and the tokenizer has no unknown token');
+      if (result === 'unknown' && this.strict) {
+        throw unencodable(this.source, text, i, ch, 'not in the vocabulary (strict tokenizer; opt out to map it to the unknown token)');
+      }
+      i += ch.length;
+    }
+    // A text can fail where each character alone encodes (a WordPiece word too long).
+    if (ids.some((id) => typeof id !== 'number')) {
+      throw new Error(`${this.source}: cannot encode ${JSON.stringify(text.slice(0, 40))}: part of it has no token and the tokenizer has no unknown token`);
+    }
+    if (this.strict && this.unkId !== undefined && ids.includes(this.unkId) && (this.unkText === undefined || !text.includes(this.unkText))) {
+      throw new Error(`${this.source}: cannot encode ${JSON.stringify(text.slice(0, 40))}: part of it became the unknown token (strict tokenizer)`);
+    }
     return ids;
   }
 
@@ -122,19 +205,179 @@ class HfTokenizer implements Tokenizer {
   }
 }
 
+// What the library can build (its create_* functions); anything else it would reject with
+// a bare "Unknown ... type", or worse, accept and misread.
+const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'] as const;
+const COMPONENTS = {
+  normalizer: {
+    sequence: 'normalizers',
+    types: ['BertNormalizer', 'Precompiled', 'Sequence', 'Replace', 'NFC', 'NFD', 'NFKC', 'NFKD', 'Strip', 'StripAccents', 'Lowercase', 'Prepend'],
+  },
+  pre_tokenizer: {
+    sequence: 'pretokenizers',
+    types: ['BertPreTokenizer', 'Sequence', 'Whitespace', 'WhitespaceSplit', 'Metaspace', 'ByteLevel', 'Split', 'Punctuation', 'Digits', 'Replace', 'FixedLength'],
+  },
+  post_processor: {
+    sequence: 'processors',
+    types: ['TemplateProcessing', 'ByteLevel', 'BertProcessing', 'RobertaProcessing', 'Sequence'],
+  },
+  decoder: {
+    sequence: 'decoders',
+    types: ['ByteLevel', 'WordPiece', 'Metaspace', 'BPEDecoder', 'CTC', 'Sequence', 'Replace', 'Fuse', 'Strip', 'ByteFallback'],
+  },
+} as const;
+
+function short(value: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(value);
+  } catch {
+    s = undefined;
+  }
+  s ??= String(value);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function checkComponent(kind: keyof typeof COMPONENTS, value: unknown, path: string, fail: (m: string) => never): void {
+  if (value === undefined || value === null) return;
+  if (!isRecord(value)) fail(`"${path}" must be an object or null, got ${short(value)}`);
+  const { types, sequence } = COMPONENTS[kind];
+  if (typeof value.type !== 'string') fail(`"${path}" has no "type" (expected one of ${types.join(', ')})`);
+  if (!(types as readonly string[]).includes(value.type)) fail(`"${path}.type": unsupported ${short(value.type)} (supported: ${types.join(', ')})`);
+  if (value.type === 'Sequence') {
+    const list = value[sequence];
+    if (!Array.isArray(list)) fail(`"${path}.${sequence}" must be a list, got ${short(list)}`);
+    list.forEach((c, i) => checkComponent(kind, c, `${path}.${sequence}[${i}]`, fail));
+  }
+}
+
+const isTokenId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * Checks the parts of a tokenizer.json the library would otherwise trip over with a raw
+ * TypeError or silently misread (duplicate or negative ids, an empty vocabulary, merges
+ * of unknown tokens, unknown component types). Returns the vocabulary size (largest id + 1)
+ * and the model's unknown token.
+ */
+function validateTokenizerJson(json: Record<string, unknown>, fail: (m: string) => never): { vocabSize: number; unk: string | undefined } {
+  const model = json.model;
+  if (!isRecord(model)) fail(`"model" must be an object, got ${short(model)}`);
+  const type = model.type;
+  if (type === undefined) fail(`"model.type" is missing (expected one of ${MODEL_TYPES.join(', ')})`);
+  if (!(MODEL_TYPES as readonly unknown[]).includes(type)) fail(`"model.type": unsupported ${short(type)} (supported: ${MODEL_TYPES.join(', ')})`);
+  const tokenOf = new Map<number, string>();
+  const ids = new Map<string, number>();
+  const add = (token: string, id: number, where: string) => {
+    const other = tokenOf.get(id);
+    if (other !== undefined) fail(`${where}: tokens ${JSON.stringify(other)} and ${JSON.stringify(token)} both have id ${id}`);
+    tokenOf.set(id, token);
+    ids.set(token, id);
+  };
+  let unk: string | undefined;
+  if (type === 'Unigram') {
+    const vocab = model.vocab;
+    if (!Array.isArray(vocab)) fail(`"model.vocab" must be a list of [token, score] pairs, got ${short(vocab)}`);
+    vocab.forEach((entry, i) => {
+      if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || typeof entry[1] !== 'number' || !Number.isFinite(entry[1])) {
+        fail(`"model.vocab[${i}]" must be a [token, finite score] pair, got ${short(entry)}`);
+      }
+      if (ids.has(entry[0])) fail(`"model.vocab[${i}]": token ${JSON.stringify(entry[0])} appears twice`);
+      add(entry[0], i, `"model.vocab[${i}]"`);
+    });
+    const unkId = model.unk_id;
+    if (unkId !== undefined && unkId !== null) {
+      if (!isTokenId(unkId) || unkId >= vocab.length) fail(`"model.unk_id" must be an id below ${vocab.length}, got ${short(unkId)}`);
+      unk = tokenOf.get(unkId);
+    }
+  } else {
+    const vocab = model.vocab;
+    if (!isRecord(vocab)) fail(`"model.vocab" must be an object of token → id, got ${short(vocab)}`);
+    for (const [token, id] of Object.entries(vocab)) {
+      if (!isTokenId(id)) fail(`"model.vocab": token ${JSON.stringify(token)} has id ${short(id)}; expected a non-negative integer`);
+      add(token, id, '"model.vocab"');
+    }
+    const unkToken = model.unk_token;
+    if (unkToken !== undefined && unkToken !== null) {
+      if (typeof unkToken !== 'string') fail(`"model.unk_token" must be a string or null, got ${short(unkToken)}`);
+      if (!ids.has(unkToken)) fail(`"model.unk_token" ${JSON.stringify(unkToken)} is not in the vocabulary`);
+      unk = unkToken;
+    } else if (type === 'WordPiece') {
+      fail('"model.unk_token" is missing (WordPiece needs one)');
+    }
+    if (type === 'BPE') {
+      const merges = model.merges;
+      if (!Array.isArray(merges)) fail(`"model.merges" must be a list, got ${short(merges)}`);
+      const prefix = typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : '';
+      merges.forEach((m, i) => {
+        let pair: [string, string];
+        if (typeof m === 'string') {
+          const parts = m.split(' ');
+          if (parts.length !== 2 || parts[0] === '' || parts[1] === '') fail(`"model.merges[${i}]" must be two tokens separated by one space, got ${short(m)}`);
+          pair = [parts[0]!, parts[1]!];
+        } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') {
+          pair = [m[0], m[1]];
+        } else {
+          fail(`"model.merges[${i}]" must be "a b" or ["a", "b"], got ${short(m)}`);
+        }
+        const merged = pair[0] + (prefix && pair[1].startsWith(prefix) ? pair[1].slice(prefix.length) : pair[1]);
+        for (const t of [...pair, merged]) {
+          if (!ids.has(t)) fail(`"model.merges[${i}]" (${short(m)}) needs token ${JSON.stringify(t)}, which is not in the vocabulary`);
+        }
+      });
+    }
+  }
+  if (ids.size === 0) fail('"model.vocab" is empty');
+
+  const added = json.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) fail(`"added_tokens" must be a list, got ${short(added)}`);
+    const addedIds = new Map<number, string>();
+    const addedTexts = new Set<string>();
+    added.forEach((t, i) => {
+      const where = `"added_tokens[${i}]"`;
+      if (!isRecord(t)) fail(`${where} must be an object, got ${short(t)}`);
+      if (!isTokenId(t.id)) fail(`${where}: "id" must be a non-negative integer, got ${short(t.id)}`);
+      if (typeof t.content !== 'string' || t.content === '') fail(`${where}: "content" must be a non-empty string, got ${short(t.content)}`);
+      if (t.special !== undefined && typeof t.special !== 'boolean') fail(`${where}: "special" must be true or false, got ${short(t.special)}`);
+      if (addedIds.has(t.id)) fail(`${where}: id ${t.id} is also the id of added token ${JSON.stringify(addedIds.get(t.id))}`);
+      if (addedTexts.has(t.content)) fail(`${where}: ${JSON.stringify(t.content)} is added twice`);
+      const inVocab = tokenOf.get(t.id);
+      if (inVocab !== undefined && inVocab !== t.content) fail(`${where}: ${JSON.stringify(t.content)} has id ${t.id}, which the vocabulary gives to ${JSON.stringify(inVocab)}`);
+      const vocabId = ids.get(t.content);
+      if (vocabId !== undefined && vocabId !== t.id) fail(`${where}: ${JSON.stringify(t.content)} has id ${t.id} but ${vocabId} in the vocabulary`);
+      addedIds.set(t.id, t.content);
+      addedTexts.add(t.content);
+      tokenOf.set(t.id, t.content);
+    });
+  }
+  for (const kind of Object.keys(COMPONENTS) as (keyof typeof COMPONENTS)[]) checkComponent(kind, json[kind], kind, fail);
+  return { vocabSize: Math.max(...tokenOf.keys()) + 1, unk };
+}
+
 /** Builds a tokenizer from parsed tokenizer.json / tokenizer_config.json objects. */
-export function hfTokenizerFromJson(tokenizerJson: unknown, tokenizerConfig: unknown, source: string): Tokenizer {
+export function hfTokenizerFromJson(
+  tokenizerJson: unknown,
+  tokenizerConfig: unknown,
+  source: string,
+  options: TokenizerOptions & { configSource?: string } = {},
+): Tokenizer {
   if (!isRecord(tokenizerJson)) throw new Error(`${source}: tokenizer.json must be a JSON object`);
+  const configSource = options.configSource ?? `${source} (tokenizer_config.json)`;
   const config = tokenizerConfig === undefined || tokenizerConfig === null ? {} : tokenizerConfig;
-  if (!isRecord(config)) throw new Error(`${source}: tokenizer_config.json must be a JSON object`);
+  if (!isRecord(config)) throw new Error(`${configSource}: tokenizer_config.json must be a JSON object`);
+  const fail = (message: string): never => {
+    throw new Error(`${source}: ${message}`);
+  };
+  const { vocabSize, unk } = validateTokenizerJson(tokenizerJson, fail);
   let lib: HfLibraryTokenizer;
   try {
-    lib = new HfLibraryTokenizer(tokenizerJson, config);
+    // The library iterates added_tokens unconditionally; absent means none.
+    lib = new HfLibraryTokenizer({ added_tokens: [], ...tokenizerJson }, config);
   } catch (e) {
     throw new Error(`${source}: unsupported or invalid tokenizer: ${(e as Error).message}`, { cause: e });
   }
   if (!lib.model) throw new Error(`${source}: tokenizer.json has no model`);
-  return new HfTokenizer(lib, config, source);
+  return new HfTokenizer(lib, config, vocabSize, unk, source, configSource, options.strict ?? true);
 }
 
 async function readJson(path: string, optional: boolean): Promise<unknown> {
@@ -145,19 +388,16 @@ async function readJson(path: string, optional: boolean): Promise<unknown> {
     if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`${path}: cannot read: ${(e as Error).message}`, { cause: e });
   }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
+  return parseJsonStrict(text, path);
 }
 
 /** Loads `dir/tokenizer.json` (and `dir/tokenizer_config.json` when present). */
-export async function loadHfTokenizer(dir: string): Promise<Tokenizer> {
+export async function loadHfTokenizer(dir: string, options: TokenizerOptions = {}): Promise<Tokenizer> {
   const path = join(dir, 'tokenizer.json');
+  const configPath = join(dir, 'tokenizer_config.json');
   const json = await readJson(path, false);
-  const config = await readJson(join(dir, 'tokenizer_config.json'), true);
-  return hfTokenizerFromJson(json, config, path);
+  const config = await readJson(configPath, true);
+  return hfTokenizerFromJson(json, config, path, { ...options, configSource: configPath });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -185,12 +425,14 @@ export interface CharTokenizerOptions {
   specialTokens?: Partial<CharSpecialTokens>;
   /** Further special tokens, after pad/bos/eos/unk and before the characters. */
   extraSpecialTokens?: readonly string[];
+  /** Default true: a character outside the vocabulary is an error, not unk (see `TokenizerOptions`). */
+  strict?: boolean;
 }
 
 /**
  * One token per Unicode code point; special tokens written out in the text are
  * recognised as such (longest match first, like Hugging Face's added tokens); a
- * character outside the vocabulary becomes unk. Ids: pad, bos, eos, unk, extra special
+ * character outside the vocabulary is an error (strict, the default) or becomes unk. Ids: pad, bos, eos, unk, extra special
  * tokens, then the characters in code-point order, so the same alphabet always gives
  * the same ids.
  */
@@ -200,6 +442,7 @@ export class CharTokenizer implements Tokenizer {
   readonly eosId: number;
   readonly padId: number;
   readonly unkId: number;
+  readonly strict: boolean;
   readonly specialTokens: ReadonlyMap<string, number>;
   readonly names: Readonly<CharSpecialTokens>;
   /** Token text by id. */
@@ -235,6 +478,7 @@ export class CharTokenizer implements Tokenizer {
     this.bosId = 1;
     this.eosId = 2;
     this.unkId = 3;
+    this.strict = options.strict ?? true;
     this.charIds = new Map(sortedChars.map((c, i) => [c, specialList.length + i]));
     this.specialsByFirst = new Map();
     for (const s of [...specialList].sort((a, b) => b.length - a.length)) {
@@ -259,7 +503,11 @@ export class CharTokenizer implements Tokenizer {
       const ch = String.fromCodePoint(cp);
       // A lone surrogate is one unit; String.fromCodePoint gives it back unchanged.
       const width = cp > 0xffff ? 2 : 1;
-      ids.push(this.charIds.get(ch) ?? this.unkId);
+      const id = this.charIds.get(ch);
+      if (id === undefined && this.strict) {
+        throw unencodable('character tokenizer', text, i, ch, 'not in the vocabulary (strict tokenizer; opt out to map it to the unknown token)');
+      }
+      ids.push(id ?? this.unkId);
       i += width;
     }
     return ids;

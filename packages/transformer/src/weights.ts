@@ -49,33 +49,48 @@ function isRotaryBuffer(name: string): boolean {
 
 const MAX_LISTED = 10;
 
+// Weights are floating point; an integer tensor under a weight's name is a different file.
+// Both spellings: safetensors dtypes (from headers) and host dtypes (from memory).
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64', 'float32', 'float64']);
+
 /**
  * Checks names and shapes of a checkpoint's tensors against `config`, reporting every
  * missing tensor, unexpected tensor and shape mismatch in one Error (the first ten
  * listed). Returns the names present but deliberately not used:
  * - rotary `inv_freq` buffers of old checkpoints;
  * - `lm_head.weight` of a model with tie_word_embeddings, which transformers also
- *   ignores (the output projection is the embedding matrix). Its shape is still checked.
+ *   ignores (the output projection is the embedding matrix). Its shape is still checked,
+ *   and the loaders check that it is a copy of the embedding (see `checkTiedCopy`).
  */
 export function validateCheckpointTensors(
   config: ShapeConfig,
-  tensors: Readonly<Record<string, { readonly shape: readonly number[] }>>,
+  tensors: Readonly<Record<string, { readonly shape: readonly number[]; readonly dtype?: string }>>,
   source: string,
 ): { ignored: string[] } {
   const expected = expectedTensorNames(config);
   const expectedNames = new Set(expected.map((e) => e.name));
+  // Only the first few are listed, but all are counted; the list must not grow with a
+  // corrupt file (a config with a million layers would otherwise list millions).
   const problems: string[] = [];
+  let problemCount = 0;
+  const problem = (text: string) => {
+    problemCount++;
+    if (problems.length < MAX_LISTED) problems.push(text);
+  };
   const ignored: string[] = [];
   const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
   const checkShape = (name: string, want: readonly number[]) => {
-    const got = tensors[name].shape;
+    const { shape: got, dtype } = tensors[name];
     if (got.length !== want.length || got.some((v, i) => v !== want[i])) {
-      problems.push(`${name}: shape ${shapeText(got)}, expected ${shapeText(want)}`);
+      problem(`${name}: shape ${shapeText(got)}, expected ${shapeText(want)}`);
+    }
+    if (dtype !== undefined && !FLOAT_DTYPES.has(dtype)) {
+      problem(`${name}: dtype ${dtype}, expected a floating-point dtype (${[...FLOAT_DTYPES].filter((d) => d === d.toUpperCase()).join(', ')})`);
     }
   };
 
   for (const e of expected) {
-    if (!Object.hasOwn(tensors, e.name)) problems.push(`missing ${e.name} ${shapeText(e.shape)}`);
+    if (!Object.hasOwn(tensors, e.name)) problem(`missing ${e.name} ${shapeText(e.shape)}`);
     else checkShape(e.name, e.shape);
   }
   for (const name of Object.keys(tensors).sort()) {
@@ -86,16 +101,32 @@ export function validateCheckpointTensors(
       checkShape(name, [config.vocab_size, config.hidden_size]);
       ignored.push(name);
     } else {
-      problems.push(`unexpected ${name} ${shapeText(tensors[name].shape)}`);
+      problem(`unexpected ${name} ${shapeText(tensors[name].shape)}`);
     }
   }
-  if (problems.length > 0) {
-    const listed = problems.slice(0, MAX_LISTED).map((p) => `  - ${p}`).join('\n');
-    const more = problems.length > MAX_LISTED ? `\n  ... and ${problems.length - MAX_LISTED} more` : '';
+  if (problemCount > 0) {
+    const listed = problems.map((p) => `  - ${p}`).join('\n');
+    const more = problemCount > MAX_LISTED ? `\n  ... and ${problemCount - MAX_LISTED} more` : '';
     throw new Error(
       `${source}: checkpoint does not match the config (${config.num_hidden_layers} layers, hidden ${config.hidden_size}, ` +
-        `vocab ${config.vocab_size}): ${problems.length} problem(s):\n${listed}${more}`,
+        `vocab ${config.vocab_size}): ${problemCount} problem(s):\n${listed}${more}`,
     );
   }
   return { ignored };
+}
+
+/**
+ * A tied model's checkpoint may carry `lm_head.weight` as a second copy of the embedding;
+ * one that differs was saved from an untied model, and loading it tied would silently
+ * drop its output layer.
+ */
+export function checkTiedCopy(embed: ArrayLike<number>, lmHead: ArrayLike<number>, source: string): void {
+  for (let i = 0; i < embed.length; i++) {
+    if (!Object.is(embed[i], lmHead[i])) {
+      throw new Error(
+        `${source}: config.json says tie_word_embeddings, but lm_head.weight differs from model.embed_tokens.weight (element ${i}); ` +
+          'the checkpoint is of an untied model (set tie_word_embeddings to false)',
+      );
+    }
+  }
 }

@@ -152,6 +152,24 @@ describe('parseConfig', () => {
     expectConfigError([1, 2], 'JSON object');
   });
 
+  it('bounds sizes by what this process can hold, at once and saying so', () => {
+    const t0 = performance.now();
+    expectConfigError({ ...LLAMA_32_1B, num_hidden_layers: 1e9 }, 'num_hidden_layers', '1000000000 layers make', 'at most 100000');
+    expectConfigError({ ...LLAMA_32_1B, num_hidden_layers: 1e6 }, 'num_hidden_layers', 'at most 100000');
+    expectConfigError({ ...LLAMA_32_1B, hidden_size: 2 ** 40, head_dim: 64 }, 'more than one array can hold');
+    expect(performance.now() - t0).toBeLessThan(200);
+    // 1.2 billion parameters do not fit in 1 GiB.
+    expect(() => parseConfig(LLAMA_32_1B, 'small machine', { memoryBytes: 2 ** 30 })).toThrow(
+      /small machine: invalid config: the config describes 1\.24e\+9 parameters, 4\.6\d GiB as float32, more than this machine's 1\.00 GiB of memory/,
+    );
+    expect(parseConfig(LLAMA_32_1B, 'big machine', { memoryBytes: 2 ** 40 }).num_hidden_layers).toBe(16);
+  });
+
+  it('keeps bos and eos ids inside the vocabulary', () => {
+    expectConfigError({ ...LLAMA_32_1B, eos_token_id: [128001, 128256] }, 'eos_token_id', 'token 128256 is outside the vocabulary (vocab_size 128256)');
+    expectConfigError({ ...LLAMA_32_1B, bos_token_id: 1e6 }, 'bos_token_id', 'outside the vocabulary');
+  });
+
   it('reports all problems of one config together', () => {
     expectConfigError({ ...LLAMA_32_1B, vocab_size: 0, intermediate_size: 1.5 }, 'vocab_size', 'intermediate_size');
   });
@@ -193,6 +211,11 @@ describe('readConfig / writeConfig', () => {
       const written = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
       for (const [k, v] of Object.entries(raw)) expect(written[k]).toEqual(v);
     }
+  });
+
+  it('refuses a key given twice, naming its line', async () => {
+    await writeFile(join(dir, 'config.json'), '{\n "model_type": "llama",\n "hidden_size": 64,\n "hidden_size": 128\n}');
+    await expect(readConfig(dir)).rejects.toThrow(/config\.json: line 4, column 2: key "hidden_size" appears twice in the top-level object/);
   });
 
   it('names the file when it is missing or not JSON', async () => {

@@ -126,11 +126,14 @@ describe('safetensors reader under fuzzing', () => {
     const header = JSON.parse(new TextDecoder().decode(base.subarray(8, 8 + n))) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;
     const data = base.slice(8 + n);
     const names = Object.keys(header).filter((k) => k !== '__metadata__');
-    const mostlyZero = fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -8, max: 8 }) });
+    const mostlyZero = fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -8, max: 8 }) });
+    // Mostly no change per field: the tensors must tile the data exactly, so most changes
+    // are rejected and the accepting side needs unchanged fields to be exercised at all.
+    const mostlyNone = <V>(a: fc.Arbitrary<V>) => fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: a });
     const change = fc.record({
       name: fc.constantFrom(...names),
-      dtype: fc.option(fc.constantFrom('F32', 'F16', 'BF16', 'F64', 'I64', 'U32', 'U8', 'BOOL'), { nil: undefined }),
-      shape: fc.option(fc.array(fc.integer({ min: 0, max: 6 }), { maxLength: 3 }), { nil: undefined }),
+      dtype: mostlyNone(fc.constantFrom('F32', 'F16', 'BF16', 'F64', 'I64', 'U32', 'U8', 'BOOL')),
+      shape: mostlyNone(fc.array(fc.integer({ min: 0, max: 6 }), { maxLength: 3 })),
       shift: fc.tuple(mostlyZero, mostlyZero),
     });
     const seen = { parsed: 0, rejected: 0 };

@@ -13,10 +13,12 @@ import {
   readSafetensorsHeader,
   serializeSafetensors,
   writeCheckpointDir,
-  writeFileAtomic,
   writeSafetensorsFile,
   type HostTensor,
 } from '../src/safetensors.js';
+import { writeFileAtomic } from '../src/atomic.js';
+
+const DIGEST = expect.stringMatching(/^[0-9a-f]{64}$/);
 
 /** A safetensors file from a header object and raw data bytes, without our writer. */
 function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0), pad = true): Uint8Array {
@@ -69,7 +71,7 @@ describe('safetensors writer', () => {
     expect(/ *$/.exec(text)![0].length).toBe(n - text.trimEnd().length);
     const header = JSON.parse(text);
     expect(Object.keys(header)).toEqual(['__metadata__', 'a.weight', 'b.weight']);
-    expect(header.__metadata__).toEqual({ format: 'pt' });
+    expect(header.__metadata__).toEqual({ format: 'pt', softgrad_sha256: DIGEST });
     expect(header['a.weight']).toEqual({ dtype: 'F32', shape: [1, 3], data_offsets: [0, 12] });
     expect(header['b.weight']).toEqual({ dtype: 'F32', shape: [2], data_offsets: [12, 20] });
     expect(bytes.length).toBe(8 + n + 20);
@@ -110,7 +112,7 @@ describe('safetensors round trips', () => {
       e: { dtype: 'float32', shape: [0, 4], data: new Float32Array(0) },
     };
     const back = parseSafetensors(serializeSafetensors(tensors, { dtype: 'F64', metadata: { step: '12' } }), 'mem');
-    expect(back.metadata).toEqual({ format: 'pt', step: '12' });
+    expect(back.metadata).toEqual({ format: 'pt', step: '12', softgrad_sha256: DIGEST });
     expect(back.tensors.d).toEqual(tensors.d);
     expect(back.tensors.i).toEqual(tensors.i);
     expect(back.tensors.m).toEqual(tensors.m);
@@ -293,7 +295,7 @@ describe('safetensors files and checkpoint directories', () => {
     expect(await readdir(dir)).toEqual(['x.safetensors']);
     const all = await readSafetensorsFile(path);
     expect(all.tensors).toEqual(model()); // all values are bf16-representable
-    expect(all.metadata).toEqual({ format: 'pt', note: 'hi' });
+    expect(all.metadata).toEqual({ format: 'pt', note: 'hi', softgrad_sha256: DIGEST });
     const some = await readSafetensorsFile(path, { names: ['model.embed_tokens.weight'] });
     expect(Object.keys(some.tensors)).toEqual(['model.embed_tokens.weight']);
     await expect(readSafetensorsFile(path, { names: ['nope'] })).rejects.toThrow(`${path}: tensor "nope" is not in this file`);

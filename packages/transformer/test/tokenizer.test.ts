@@ -16,7 +16,8 @@ afterEach(async () => {
 const ALPHABET = '0123456789+-*/=()#., \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ?$';
 
 describe('character tokenizer', () => {
-  const tok = createCharTokenizer({ alphabet: ALPHABET, corpus: ['é'] });
+  // Lenient, so that unknown characters exercise the unk path and the round trip below.
+  const tok = createCharTokenizer({ alphabet: ALPHABET, corpus: ['é'], strict: false });
 
   it('gives special tokens the first ids and characters the rest in code-point order', () => {
     expect([tok.padId, tok.bosId, tok.eosId, tok.unkId]).toEqual([0, 1, 2, 3]);
@@ -36,10 +37,17 @@ describe('character tokenizer', () => {
     expect(() => tok.decode([1.5])).toThrow(/not an integer/);
   });
 
+  it('is strict by default: a character outside the vocabulary is an error naming it', () => {
+    const strict = createCharTokenizer({ alphabet: ALPHABET });
+    expect(strict.encode('7 apples and 77')).toHaveLength(15);
+    expect(() => strict.encode('7 apples ☃ and 77')).toThrow(/cannot encode "☃" \(U\+2603\) at character 9 of "7 apples ☃ and 77": not in the vocabulary/);
+    expect(() => strict.encode('a\u0000')).toThrow(/"\\u0000" \(U\+0000\)/);
+  });
+
   it('saves as a Hugging Face tokenizer.json that loads back with identical encode and decode', async () => {
     await tok.save(dir);
     expect((await readdir(dir)).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
-    const loaded = await loadHfTokenizer(dir);
+    const loaded = await loadHfTokenizer(dir, { strict: false });
     expect(loaded.vocabSize).toBe(tok.vocabSize);
     expect([loaded.padId, loaded.bosId, loaded.eosId, loaded.unkId]).toEqual([0, 1, 2, 3]);
     expect(new Map(loaded.specialTokens)).toEqual(new Map(tok.specialTokens));
@@ -144,6 +152,55 @@ function byteLevelFixture(): { json: Record<string, unknown>; config: Record<str
   return { json, config };
 }
 
+describe('strict tokenizer.json loading', () => {
+  // The character tokenizer's tokenizer.json without digits, and (optionally) without an unk token.
+  function withoutDigits(unk: boolean): { json: Record<string, unknown>; config: Record<string, unknown> } {
+    const tok = createCharTokenizer({ alphabet: 'abcdelnps ' });
+    const json = tok.toTokenizerJson() as Record<string, unknown> & { model: Record<string, unknown> };
+    if (!unk) {
+      json.model = { ...json.model, unk_token: null };
+    }
+    const config = tok.toTokenizerConfigJson();
+    if (!unk) delete config.unk_token;
+    return { json, config };
+  }
+
+  it('refuses to drop or replace a character silently: the error names it', () => {
+    for (const unk of [false, true]) {
+      const { json, config } = withoutDigits(unk);
+      const tok = hfTokenizerFromJson(json, config, 'mem/tokenizer.json');
+      expect(tok.strict).toBe(true);
+      expect(() => tok.encode('7 apples and 77')).toThrow(/mem\/tokenizer\.json: cannot encode "7" \(U\+0037\) at character 0 of "7 apples and 77"/);
+      expect(tok.decode(tok.encode('apples and pans'))).toBe('apples and pans');
+    }
+    // Lenient: unk where there is one; without one, dropping text is still refused.
+    const lenient = hfTokenizerFromJson(withoutDigits(true).json, withoutDigits(true).config, 'mem', { strict: false });
+    expect(lenient.encode('7 a').map((i) => lenient.idToToken(i))).toEqual(['<|unk|>', ' ', 'a']);
+    const noUnk = hfTokenizerFromJson(withoutDigits(false).json, withoutDigits(false).config, 'mem', { strict: false });
+    expect(() => noUnk.encode('7 a')).toThrow(/cannot encode "7".*no token for it, and the tokenizer has no unknown token/);
+  });
+
+  it('names what is wrong with a malformed tokenizer.json instead of a raw TypeError', () => {
+    const { json, config } = withoutDigits(true);
+    const model = json.model as Record<string, unknown>;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...json, model: null }, /"model" must be an object, got null/],
+      [{ ...json, model: { ...model, type: undefined } }, /"model.type" is missing/],
+      [{ ...json, model: { ...model, merges: 'a b' } }, /"model.merges" must be a list/],
+      [{ ...json, model: { ...model, merges: ['a'] } }, /"model.merges\[0\]" must be two tokens separated by one space/],
+      [{ ...json, model: { ...model, merges: ['a b'] } }, /"model.merges\[0\]" \("a b"\) needs token "ab", which is not in the vocabulary/],
+      [{ ...json, model: { ...model, vocab: {}, unk_token: null } }, /"model.vocab" is empty/],
+      [{ ...json, model: { ...model, vocab: { ...(model.vocab as object), a: -1 } } }, /token "a" has id -1; expected a non-negative integer/],
+      [{ ...json, model: { ...model, vocab: { ...(model.vocab as object), a: 6 } } }, /"model.vocab": tokens "[ab]" and "[ab]" both have id 6/],
+      [{ ...json, pre_tokenizer: { type: 'Mystery' } }, /"pre_tokenizer.type": unsupported "Mystery"/],
+      [{ ...json, added_tokens: [{ id: 0, content: '<|pad|>', special: true }, { id: 0, content: '<|x|>' }] }, /"added_tokens\[1\]": id 0 is also the id of added token "<\|pad\|>"/],
+    ];
+    for (const [bad, message] of cases) expect(() => hfTokenizerFromJson(bad, config, 'mem/tokenizer.json')).toThrow(message);
+    expect(() => hfTokenizerFromJson(json, { ...config, eos_token: '<|end|>' }, 'mem/tokenizer.json', { configSource: 'mem/tokenizer_config.json' }))
+      .toThrow('mem/tokenizer_config.json: "eos_token" is "<|end|>", which is not in the vocabulary of mem/tokenizer.json');
+  });
+});
+
 describe('Hugging Face tokenizer.json', () => {
   async function loadFixture(): Promise<Tokenizer> {
     const { json, config } = byteLevelFixture();
@@ -192,7 +249,7 @@ describe('Hugging Face tokenizer.json', () => {
     await writeFile(join(dir, 'tokenizer.json'), '{"model": ');
     await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: not valid JSON/);
     await writeFile(join(dir, 'tokenizer.json'), '{"model": {"type": "Nonsense"}}');
-    await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: unsupported or invalid tokenizer/);
+    await expect(loadHfTokenizer(dir)).rejects.toThrow(/tokenizer\.json: "model.type": unsupported "Nonsense" \(supported: BPE, WordPiece, Unigram\)/);
     expect(() => hfTokenizerFromJson([], {}, 'mem')).toThrow('mem: tokenizer.json must be a JSON object');
   });
 
