@@ -28,9 +28,11 @@ describe('README examples', () => {
       expect(block).toBe(source);
       const printed: string[] = [];
       vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void printed.push(args.join(' ')));
+      T.clearJitCaches();
       const before = T.getDefaultBackend().stats().liveBuffers;
       await import(`../docs/examples/${name}`);
       expect(printed.length).toBe(1);
+      T.clearJitCaches(); // compiled programs keep their constants for the next call
       expect(T.getDefaultBackend().stats().liveBuffers).toBe(before);
     });
   }

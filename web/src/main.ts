@@ -218,6 +218,8 @@ async function run(): Promise<void> {
     }, () => stopRequested);
   } finally {
     T.treeDispose(model.params);
+    // The run's compiled programs (and their constants) go too; the next run traces again.
+    T.clearJitCaches();
   }
   const seconds = (performance.now() - t0) / 1000;
   // Every tensor of the run is freed: a second run starts from the same memory.

@@ -106,7 +106,7 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
       config: opts.config, params: opts.params, tokenizer: opts.tokenizer,
       prompts: chunk.map((p) => formatPrompt(p.question)), samples: n, cot: settings,
       maxCot: opts.maxCot, maxAnswer: opts.maxAnswer, answerSample: false,
-      key: T.foldIn(T.key(opts.seed), start),
+      key: T.foldIn(T.key(opts.seed), start), keepSoftInputs: false,
     });
     chunk.forEach((p, b) => {
       const rows: Rollout[] = batch.rollouts.slice(b * n, (b + 1) * n);

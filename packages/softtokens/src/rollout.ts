@@ -45,7 +45,8 @@ export interface RolloutBatch {
   /**
    * Soft/fuzzy: the noisy inputs h̃ fed to the model, on the device in the model's dtype,
    * [rows, maxCot, hidden]; row r's step t is at [r, t] for t < cotTokens.length. Null for hard
-   * CoTs. The batch owns it: free it with disposeRolloutBatch.
+   * CoTs (and when the request did not keep them). The batch owns it: free it with
+   * disposeRolloutBatch.
    */
   softInputs: T.Tensor | null;
   cot: CotSettings;
@@ -78,6 +79,11 @@ export interface RolloutRequest {
   onStep?: (phase: 'cot' | 'answer', step: number, active: number) => void;
   /** Watch the CoT as it is generated (live displays). */
   cotTrace?: CotTraceRequest;
+  /**
+   * Keep the soft inputs h̃ (RolloutBatch.softInputs), which scoring needs (default true).
+   * Evaluation does not score, so it saves the [rows, maxCot, hidden] buffer.
+   */
+  keepSoftInputs?: boolean;
 }
 
 export interface CotTraceRequest {
@@ -175,7 +181,7 @@ function decideAndFeed(
     const h = mode.sample ? T.add(h0, T.mul(T.normal(kNoise!, [N, d], { dtype: h0.dtype, backend: h0.backend }), sigma)) : h0;
     y = T.argmax(z, -1);
     embeds = T.reshape(h, [N, 1, d]);
-    softInputs = T.dynamicUpdateSlice(softInputs!, embeds, stepIndex, 1);
+    if (softInputs) softInputs = T.dynamicUpdateSlice(softInputs, embeds, stepIndex, 1);
     if (mode.trace) mixture = probs;
   }
   const entropy = mode.kind === 'answer' ? null : entropyOf(z);
@@ -265,7 +271,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
       },
       z: repeat(pre.logits),
       entropies: T.zeros([N, req.maxCot], { dtype, backend }),
-      softInputs: cot.kind === 'hard' ? null : T.zeros([N, req.maxCot, d], { dtype, backend }),
+      softInputs: cot.kind === 'hard' || req.keepSoftInputs === false ? null : T.zeros([N, req.maxCot, d], { dtype, backend }),
     };
     rows.dispose();
     tokensProcessed += promptIds.reduce((a, p) => a + p.length, 0);

@@ -4,7 +4,7 @@ import * as T from '@softgrad/tensor';
 import { forward, initParams, parseConfig } from '@softgrad/transformer';
 import { builtinTokenizer } from '../src/builtin.js';
 import { trainingCotSettings } from '../src/modes.js';
-import { rollout, rolloutSoftInputs } from '../src/rollout.js';
+import { disposeRolloutBatch, rollout, rolloutSoftInputs } from '../src/rollout.js';
 import { gaussianLogDensity, rlooAdvantages, rlooLoss, rlooSurrogate, sequenceLogProbs } from '../src/estimator.js';
 import { formatPrompt } from '../src/prompt.js';
 

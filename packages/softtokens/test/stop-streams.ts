@@ -41,7 +41,14 @@ function highByteIds(tokenizer: Tokenizer): number[] {
 
 /** An arbitrary stream of token ids for `tokenizer`, rich in (near-)occurrences of the stop phrase. */
 export function stopStream(tokenizer: Tokenizer, maxPieces = 30): fc.Arbitrary<number[]> {
-  const fragmentIds = FRAGMENTS.map((f) => tokenizer.encode(f));
+  // Fragments a (strict) tokenizer cannot encode, such as 'é' for the built-in one, are left out.
+  const fragmentIds = FRAGMENTS.flatMap((f) => {
+    try {
+      return [tokenizer.encode(f)];
+    } catch {
+      return [];
+    }
+  });
   // The phrase one character per token: the longest spelling the detector's tail must hold.
   fragmentIds.push([...' The final answer is: '].flatMap((ch) => tokenizer.encode(ch)));
   const specials = [tokenizer.bosId, tokenizer.eosId, tokenizer.padId].filter((id): id is number => id !== undefined);

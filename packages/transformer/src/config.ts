@@ -122,6 +122,15 @@ function gib(bytes: number): string {
  * All problems found are reported in one Error. Sizes are bounded by what this process
  * can hold (see `ConfigLimits`), so a corrupt config fails here and not in an allocation.
  */
+/** Bytes of memory this machine has (Node), or 4 GiB where it cannot tell (a browser bundle has no node:os). */
+function machineMemory(): number {
+  try {
+    return totalmem();
+  } catch {
+    return 4 * 2 ** 30;
+  }
+}
+
 export function parseConfig(json: unknown, source: string, limits: ConfigLimits = {}): TransformerConfig {
   if (!isRecord(json)) throw new Error(`${source}: config must be a JSON object, got ${describe(json)}`);
   const problems: string[] = [];
@@ -258,7 +267,7 @@ export function parseConfig(json: unknown, source: string, limits: ConfigLimits 
     eos_token_id: tokenId('eos_token_id', true),
     torch_dtype: torchDtype,
   };
-  if (problems.length === 0) checkSizes(config, problems, limits.memoryBytes ?? totalmem());
+  if (problems.length === 0) checkSizes(config, problems, limits.memoryBytes ?? machineMemory());
   if (problems.length > 0) {
     throw new Error(`${source}: invalid config: ${problems.join('; ')}`);
   }

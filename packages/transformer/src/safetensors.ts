@@ -72,7 +72,25 @@ export const DIGEST_METADATA_KEY = 'softgrad_sha256';
  * The largest typed array this Node can allocate, in bytes. A tensor beyond it cannot be
  * read however much memory there is, so it is refused before anything is allocated.
  */
-export const MAX_ARRAY_BYTES: number = bufferConstants.MAX_LENGTH;
+export const MAX_ARRAY_BYTES: number = (() => {
+  try {
+    return bufferConstants.MAX_LENGTH;
+  } catch {
+    return 2 ** 31 - 1; // a browser bundle, where node:buffer is a stub that throws on use
+  }
+})();
+
+/**
+ * A SHA-256 hasher where node:crypto exists; in a browser bundle (no node:crypto) undefined,
+ * and the digest we record in our files is then neither checked nor written.
+ */
+function sha256(): Hash | undefined {
+  try {
+    return createHash('sha256');
+  } catch {
+    return undefined;
+  }
+}
 
 // safetensors' own limit (MAX_HEADER_SIZE in the Rust crate); a larger claimed length is
 // corruption, and honouring it would mean allocating that much before finding out.
@@ -439,7 +457,7 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors
   const dataStart = 8 + headerLength;
   const header = parseSafetensorsHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, source);
   const digest = recordedDigest(header.metadata, source);
-  const hash = digest === undefined ? undefined : createHash('sha256');
+  const hash = digest === undefined ? undefined : sha256();
   const tensors: Record<string, HostTensor> = Object.create(null);
   for (const entry of [...header.entries].sort(byNameOrder)) {
     checkAllocatable(entry, source);
@@ -515,7 +533,7 @@ export class SafetensorsReader {
     this.byName = new Map(header.entries.map((e) => [e.name, e]));
     this.canonical = [...header.entries].sort(byNameOrder);
     this.digest = recordedDigest(header.metadata, path);
-    this.hash = this.digest === undefined ? undefined : createHash('sha256');
+    this.hash = this.digest === undefined ? undefined : sha256();
   }
 
   static async open(path: string): Promise<SafetensorsReader> {
@@ -746,7 +764,7 @@ export function serializeSafetensors(tensors: Record<string, HostTensor>, option
   const total = plan.header.length + plan.tensors.reduce((s, t) => s + t.byteLength, 0);
   const out = new Uint8Array(total);
   out.set(plan.header, 0);
-  const hash = plan.digestOffset >= 0 ? createHash('sha256') : undefined;
+  const hash = plan.digestOffset >= 0 ? sha256() : undefined;
   let offset = plan.header.length;
   for (const t of plan.tensors) {
     const bytes = encodeTensor(t);
@@ -778,7 +796,7 @@ export async function writeSafetensorsFile(
   const plan = planSafetensors(tensors, options, path);
   await writeFileAtomic(path, async (fh) => {
     await writeAll(fh, plan.header);
-    const hash = plan.digestOffset >= 0 ? createHash('sha256') : undefined;
+    const hash = plan.digestOffset >= 0 ? sha256() : undefined;
     for (const t of plan.tensors) {
       const bytes = encodeTensor(t);
       hash?.update(digestPrefix(entryOf(t))).update(bytes);

@@ -351,7 +351,9 @@ function validateTokenizerJson(json: Record<string, unknown>, fail: (m: string) 
     });
   }
   for (const kind of Object.keys(COMPONENTS) as (keyof typeof COMPONENTS)[]) checkComponent(kind, json[kind], kind, fail);
-  return { vocabSize: Math.max(...tokenOf.keys()) + 1, unk };
+  let largest = -1;
+  for (const id of tokenOf.keys()) if (id > largest) largest = id; // a spread of 150k ids overflows the stack
+  return { vocabSize: largest + 1, unk };
 }
 
 /** Builds a tokenizer from parsed tokenizer.json / tokenizer_config.json objects. */
