@@ -18,3 +18,61 @@ var<private> NAN_BITS: u32 = 0x7fc00000u;
 var<private> INF_BITS: u32 = 0x7f800000u;
 fn nanF() -> f32 { return bitcast<f32>(NAN_BITS); }
 fn infF() -> f32 { return bitcast<f32>(INF_BITS); }
+
+// Per-op functions with the CPU backend's semantics, used by the elementwise kernels and by
+// the code generator of fused kernels.
+fn tanhStable(x: f32) -> f32 {
+  // Small |x|: the builtin is accurate. Large |x|: exp(-2|x|) never overflows, unlike the
+  // (e^2x - 1)/(e^2x + 1) form some drivers use.
+  if (abs(x) < 0.5) { return tanh(x); }
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+fn sigmoidStable(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+fn signF(x: f32) -> f32 {
+  if (isNan(x)) { return x; }
+  return sign(x);
+}
+fn maxF(a: f32, b: f32) -> f32 {
+  if (isNan(a) || isNan(b)) { return nanF(); }
+  return max(a, b);
+}
+fn minF(a: f32, b: f32) -> f32 {
+  if (isNan(a) || isNan(b)) { return nanF(); }
+  return min(a, b);
+}
+// Integer power by squaring with wrapping multiplication (what int32 pow means on the CPU).
+fn powI(a: i32, b: i32) -> i32 {
+  if (b < 0) {
+    if (a == 1) { return 1; }
+    if (a == -1) { return select(-1, 1, (b & 1) == 0); }
+    return 0;
+  }
+  var base = a; var e = b; var r = 1;
+  loop {
+    if (e == 0) { break; }
+    if ((e & 1) == 1) { r = r * base; }
+    base = base * base;
+    e = e >> 1;
+  }
+  return r;
+}
+// Math.pow semantics: integral exponents of negative bases keep their sign; x^0 = 1 even for NaN.
+fn powF(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (isNan(a) || isNan(b)) { return nanF(); }
+  if (a == 0.0) { return select(infF(), 0.0, b > 0.0); }
+  let r = pow(abs(a), b);
+  if (a > 0.0) { return r; }
+  if (floor(b) != b) { return nanF(); }
+  let odd = abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
+  return select(r, -r, odd);
+}
+fn divI(a: i32, b: i32) -> i32 {
+  if (b == 0) { return 0; }
+  return a / b;
+}

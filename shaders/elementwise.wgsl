@@ -1,62 +1,8 @@
-// Elementwise kernels. Buffers hold 32-bit words: f32, i32, or u32 for bool (0/1).
+// Elementwise kernels. Buffers hold 32-bit words: f32, i32, or u32 for bool (0/1). The
+// per-op functions they use (tanhStable, powF, ...) are in common.wgsl, shared with the
+// kernels the fused-kernel code generator writes.
 // Params: [0] = element count n; strided kernels add [1] = rank, then from word 4 the output
 // shape followed by one stride vector per input (stride 0 on broadcast dimensions).
-
-fn tanhStable(x: f32) -> f32 {
-  // Small |x|: the builtin is accurate. Large |x|: exp(-2|x|) never overflows, unlike the
-  // (e^2x - 1)/(e^2x + 1) form some drivers use.
-  if (abs(x) < 0.5) { return tanh(x); }
-  let e = exp(-2.0 * abs(x));
-  return sign(x) * (1.0 - e) / (1.0 + e);
-}
-fn sigmoidStable(x: f32) -> f32 {
-  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-  let e = exp(x);
-  return e / (1.0 + e);
-}
-fn signF(x: f32) -> f32 {
-  if (isNan(x)) { return x; }
-  return sign(x);
-}
-fn maxF(a: f32, b: f32) -> f32 {
-  if (isNan(a) || isNan(b)) { return nanF(); }
-  return max(a, b);
-}
-fn minF(a: f32, b: f32) -> f32 {
-  if (isNan(a) || isNan(b)) { return nanF(); }
-  return min(a, b);
-}
-// Integer power by squaring with wrapping multiplication (what int32 pow means on the CPU).
-fn powI(a: i32, b: i32) -> i32 {
-  if (b < 0) {
-    if (a == 1) { return 1; }
-    if (a == -1) { return select(-1, 1, (b & 1) == 0); }
-    return 0;
-  }
-  var base = a; var e = b; var r = 1;
-  loop {
-    if (e == 0) { break; }
-    if ((e & 1) == 1) { r = r * base; }
-    base = base * base;
-    e = e >> 1;
-  }
-  return r;
-}
-// Math.pow semantics: integral exponents of negative bases keep their sign; x^0 = 1 even for NaN.
-fn powF(a: f32, b: f32) -> f32 {
-  if (b == 0.0) { return 1.0; }
-  if (isNan(a) || isNan(b)) { return nanF(); }
-  if (a == 0.0) { return select(infF(), 0.0, b > 0.0); }
-  let r = pow(abs(a), b);
-  if (a > 0.0) { return r; }
-  if (floor(b) != b) { return nanF(); }
-  let odd = abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
-  return select(r, -r, odd);
-}
-fn divI(a: i32, b: i32) -> i32 {
-  if (b == 0) { return 0; }
-  return a / b;
-}
 
 fn stridedOffsets(i: u32, rank: u32, nIn: u32) -> vec3<u32> {
   var rem = i;

@@ -53,6 +53,8 @@ export interface ParityOptions {
   fused?: boolean;
   /** Also check unary ops over float32's whole range and at special values (±0, ±∞, NaN, subnormals). */
   wideRange?: boolean;
+  /** Random fused kernels to try (default 150; each compiles a new kernel, slow on software GPUs). */
+  fusedRuns?: number;
 }
 
 export function describeKernelParity(label: string, backend: () => Backend | null, options: ParityOptions = {}): void {
@@ -345,7 +347,7 @@ export function describeKernelParity(label: string, backend: () => Backend | nul
         } finally {
           for (const b of bufs) be.free(b);
         }
-      }), { numRuns: 150 });
+      }), { numRuns: options.fusedRuns ?? 150 });
     });
   });
 }

@@ -179,6 +179,8 @@ describe('the RLOO loss of a transformer', () => {
         ro.answerIds.forEach((id, a) => { total += lsm(logits[0]![A0 + a - 1]!, 1)[id]!; });
         expect(Math.abs(lp[r]! - total)).toBeLessThan(1e-8 * Math.max(1, Math.abs(total)));
       }
+      disposeRolloutBatch(batch);
     }
-  })
+    T.treeDispose(params);
+  });
 });

@@ -137,4 +137,6 @@ export interface Backend {
   runFused?(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
   /** Dtypes worth fusing on this backend (default: every supported dtype, when runFused exists). */
   readonly fusedDTypes?: readonly DType[];
+  /** Most buffers (outputs + inputs) one fused kernel may use here (default: no limit). */
+  readonly maxFusedBuffers?: number;
 }

@@ -4,11 +4,12 @@
  * `read` needs a result, or every `maxDispatchesPerSubmit` dispatches, as one submit.
  */
 import type {
-  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, LogicalOp, ReduceOp, Shape,
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedKernel, LogicalOp, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
-import { broadcastStrides, collapseDims, fmtShape, sizeOf, stridesOf } from '@softgrad/tensor';
+import { broadcastStrides, collapseDims, fmtShape, fusedKernelKey, fusedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
+import { fusedKernelWgsl, type FusedWgsl } from './fused-wgsl.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals
@@ -158,6 +159,13 @@ export class WebGpuBackend implements Backend {
   private readonly params: Uint32Array;
   private readonly paramBuffer: GPUBuffer;
   private slot = 0;
+  private readonly fused = new Map<string, { kernel: Kernel; gen: FusedWgsl }>();
+  /** Compute dispatches recorded since the backend was made (for tests and benchmarks). */
+  dispatches = 0;
+  /** float64 is not held here; the other dtypes' fused kernels come from fused-wgsl.ts. */
+  readonly fusedDTypes: readonly DType[] = ['float32', 'int32', 'bool'];
+  /** Storage buffers one fused kernel may bind (outputs and inputs): the device's per-stage limit. */
+  readonly maxFusedBuffers: number;
   private destroyAfterSubmit: GPUBuffer[] = [];
 
   /** [flag, index, D, 0] written by gather/scatter kernels on an out-of-range index. */
@@ -173,6 +181,7 @@ export class WebGpuBackend implements Backend {
     this.adapterInfo = adapterInfo;
     this.owned = owned;
     this.queue = device.queue;
+    this.maxFusedBuffers = device.limits.maxStorageBuffersPerShaderStage;
     this.maxDispatches = settings.maxDispatchesPerSubmit ?? 256;
     this.poolCapacity = settings.poolCapacityBytes ?? 512 * 2 ** 20;
     this.matmulVariant = settings.matmulVariant ?? defaultMatmulVariant(adapterInfo);
@@ -391,6 +400,7 @@ export class WebGpuBackend implements Backend {
 
   private dispatch(k: Kernel, params: readonly number[], buffers: readonly (Slab | GPUBuffer)[], groups: [number, number, number]): void {
     this.check();
+    this.dispatches++;
     if (params.length > PARAM_WORDS) throw new Error(`webgpu: kernel parameters exceed ${PARAM_WORDS} words`);
     if (this.slot === this.maxDispatches) this.flush();
     const slot = this.slot++;
@@ -714,6 +724,34 @@ export class WebGpuBackend implements Backend {
       this.dispatch(k, [M, N, K, c.shape.length, z0, 0, 0, 0, ...tail], [out.slab, sa, sb], [gx, gy, gz]);
     }
     return out;
+  }
+
+  // ---------------------------------------------------------------- fused kernels
+
+  runFused(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[] {
+    const ins = inputs.map((b) => this.own(b, 'runFused'));
+    const outs = kernel.outputs.map((o) => this.alloc(fusedOutputSize(kernel, o)));
+    if (kernel.shape.some((d) => d === 0)) {
+      kernel.outputs.forEach((o, j) => {
+        if (o.reduce) this.fill(outs[j]!.slab, fusedOutputSize(kernel, o), 0);
+      });
+      return outs;
+    }
+    const key = `fused:${fusedKernelKey(kernel)}`;
+    let entry = this.fused.get(key);
+    if (!entry) {
+      const gen = fusedKernelWgsl(kernel);
+      const code = `${WGSL['common']}\n${gen.code}`;
+      const pipeline = this.device.createComputePipeline({
+        layout: 'auto', compute: { module: this.device.createShaderModule({ code, label: key }), entryPoint: 'main' }, label: key,
+      });
+      entry = { kernel: { pipeline, layout: pipeline.getBindGroupLayout(0) }, gen };
+      this.fused.set(key, entry);
+    }
+    const { gen } = entry;
+    const groups = gen.groupPerOutput ? gen.invocations : Math.ceil(gen.invocations / gen.workgroupSize);
+    this.dispatch(entry.kernel, [gen.invocations], [...outs.map((o) => o.slab), ...ins], this.grid(groups));
+    return outs;
   }
 
   // ---------------------------------------------------------------- movement

@@ -16,7 +16,7 @@ afterAll(() => gpu?.destroy());
 const both = async (inputs: Input[], k: Kernel, outDType: DType, outSize: number) =>
   [await run(gpu!, inputs, k, outDType, outSize), await run(cpu, inputs, k, outDType, outSize)] as const;
 
-describeKernelParity('WebGPU', () => gpu);
+describeKernelParity('WebGPU', () => gpu, { fused: true, fusedRuns: Number(process.env['SOFTGRAD_FUSED_RUNS'] ?? 40) });
 
 describe.skipIf(!gpu)('WebGPU-specific kernels', () => {
   // Each matmul variant, forced on this adapter (whichever the adapter would pick), on shapes

@@ -20,6 +20,8 @@ import { eliminateDeadCode, opInputs, opOutputs, type Op, type Program, type Vie
 export interface FusionOptions {
   /** Dtypes the backend's fused kernels handle. */
   dtypes: readonly DType[];
+  /** Most buffers (outputs + inputs) a kernel may use; a group needing more runs op by op. */
+  maxBuffers?: number;
 }
 
 type ElementwiseOp = Extract<Op, { kind: 'unary' | 'binary' | 'where' | 'cast' | 'full' }>;
@@ -119,11 +121,17 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
   }
 
   const kernels = new Map<number, Op>();
-  for (let gid = 0; gid < groups.length; gid++) kernels.set(groups[gid]!.root, buildKernel(gid));
+  const unfused = new Set<number>();
+  for (let gid = 0; gid < groups.length; gid++) {
+    const k = buildKernel(gid);
+    const fk = k as Extract<Op, { kind: 'fused' }>;
+    if (opts.maxBuffers !== undefined && fk.inputs.length + fk.outs.length > opts.maxBuffers) unfused.add(gid);
+    else kernels.set(groups[gid]!.root, k);
+  }
 
   const out: Op[] = [];
   ops.forEach((op, i) => {
-    if (groupOf[i] === -1) out.push(op);
+    if (groupOf[i] === -1 || unfused.has(groupOf[i]!)) out.push(op);
     else if (kernels.has(i)) out.push(kernels.get(i)!);
   });
   return eliminateDeadCode({ vars, ops: out, outputs: p.outputs });

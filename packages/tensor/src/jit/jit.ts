@@ -270,7 +270,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions
     if (compiled) {
       cache.delete(signature); // re-inserted below: Map order is recency order
     } else {
-      const fusion = options.fuse === false || !backend.runFused ? null : { dtypes: fusableDTypes(backend) };
+      const fusion = options.fuse === false || !backend.runFused ? null : { dtypes: fusableDTypes(backend), maxBuffers: backend.maxFusedBuffers };
       compiled = trace(f, args, flat, backend, name, donate, fusion);
       traces++;
       if (cache.size >= maxEntries) {
