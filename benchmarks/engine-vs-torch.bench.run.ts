@@ -24,8 +24,8 @@ import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import * as T from '@softgrad/tensor';
 import {
-  createDecodeState, decodeStep, forward, initParams, loadHfTokenizer, loadModel, type DecodeState, type ModelParams,
-  type TransformerConfig,
+  createDecodeState, decodeStep, disposeDecodeParams, forward, initParams, loadHfTokenizer, loadModel, prepareDecodeParams,
+  type DecodeParams, type DecodeState, type ModelParams, type TransformerConfig,
 } from '@softgrad/transformer';
 import {
   adamwInit, adamwStep, builtinBaseModelDir, builtinProblems, disposeRolloutBatch, formatPrompt, packedLogProbs as scoringLogProbs,
@@ -148,15 +148,18 @@ function decodeTask(config: TransformerConfig, backend: T.Backend) {
   const steps = 64;
   const params = initParams(config, 0, { backend, dtype: 'float32' });
   const prompt = T.tensor(Int32Array.from({ length: B * P }, (_, i) => (i * 5) % config.vocab_size), { shape: [B, P], dtype: 'int32', backend });
-  const step = T.jit((p: ModelParams, st: DecodeState, ids: T.Tensor, valid: T.Tensor, at: T.Tensor) =>
-    decodeStep(config, p, st, T.gather(p.embed, ids, 0), valid, at), { donateArgnums: [1] });
+  // The weights in decoding's layout, made once (as a rollout does).
+  const dp = prepareDecodeParams(config, params);
+  const step = T.jit((p: DecodeParams, st: DecodeState, ids: T.Tensor, valid: T.Tensor, at: T.Tensor, attend: number) =>
+    decodeStep(config, p, st, T.gather(p.embed, ids, 0), valid, at, attend), { donateArgnums: [1] });
+  const bucket = (n: number) => Math.min(P + steps, Math.ceil(n / 32) * 32);
   const greedy = T.jit((z: T.Tensor) => T.reshape(T.argmax(z, -1), [-1, 1]));
   return {
     tokens: B * steps,
     run: async () => {
       const ones = T.ones([B, P], { backend });
       const at0 = T.scalar(0, { dtype: 'int32', backend });
-      let { logits, state } = step(params, createDecodeState(config, B, P + steps, { dtype: 'float32', backend }), prompt, ones, at0);
+      let { logits, state } = step(dp, createDecodeState(config, B, P + steps, { dtype: 'float32', backend }), prompt, ones, at0, bucket(P));
       T.treeDispose([ones, at0]);
       const one = T.ones([B, 1], { backend });
       for (let t = 0; t < steps; t++) {
@@ -164,12 +167,15 @@ function decodeTask(config: TransformerConfig, backend: T.Backend) {
         await y.data(); // the host reads each step's tokens, as a stop test would
         const at = T.scalar(P + t, { dtype: 'int32', backend });
         logits.dispose();
-        ({ logits, state } = step(params, state, y, one, at));
+        ({ logits, state } = step(dp, state, y, one, at, bucket(P + t + 1)));
         T.treeDispose([y, at]);
       }
       T.treeDispose([logits, state, one]);
     },
-    dispose: () => T.treeDispose([params, prompt]),
+    dispose: () => {
+      disposeDecodeParams(dp);
+      T.treeDispose([params, prompt]);
+    },
   };
 }
 

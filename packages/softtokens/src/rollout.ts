@@ -14,7 +14,8 @@
  */
 import * as T from '@softgrad/tensor';
 import {
-  createDecodeState, decodeStep, disposeDecodeState, type DecodeState, type ModelParams, type Tokenizer, type TransformerConfig,
+  createDecodeState, decodeStep, disposeDecodeParams, disposeDecodeState, prepareDecodeParams, type DecodeParams, type DecodeState,
+  type ModelParams, type Tokenizer, type TransformerConfig,
 } from '@softgrad/transformer';
 import { type CotKind, type CotSettings, noiseSigma } from './modes.js';
 import { extractLastBoxed } from './rewards.js';
@@ -150,9 +151,9 @@ interface CotState {
   softInputs: T.Tensor | null;
 }
 
-/** Prefill S tokens per row (ids [N, S], padding where newValid is 0) at writeAt. */
-function prefill(config: TransformerConfig, params: ModelParams, state: DecodeState, ids: T.Tensor, newValid: T.Tensor, writeAt: T.Tensor) {
-  return decodeStep(config, params, state, T.gather(params.embed, ids, 0), newValid, writeAt);
+/** Prefill S tokens per row (ids [N, S], padding where newValid is 0) at writeAt, attending to the first `attend` positions. */
+function prefill(config: TransformerConfig, dp: DecodeParams, state: DecodeState, ids: T.Tensor, newValid: T.Tensor, writeAt: T.Tensor, attend: number) {
+  return decodeStep(config, dp, state, T.gather(dp.embed, ids, 0), newValid, writeAt, attend);
 }
 
 /**
@@ -161,8 +162,8 @@ function prefill(config: TransformerConfig, params: ModelParams, state: DecodeSt
  * run the model on it at writeAt (rows with active = 0 are padded).
  */
 function decideAndFeed(
-  config: TransformerConfig, params: ModelParams, st: CotState, stepIndex: T.Tensor, writeAt: T.Tensor, active: T.Tensor,
-  sigma: T.Tensor, key: T.PRNGKey, mode: StepMode,
+  config: TransformerConfig, params: DecodeParams, st: CotState, stepIndex: T.Tensor, writeAt: T.Tensor, active: T.Tensor,
+  sigma: T.Tensor, key: T.PRNGKey, mode: StepMode, attend: number,
 ) {
   const { z } = st;
   const [N, V] = z.shape as [number, number];
@@ -186,7 +187,7 @@ function decideAndFeed(
   }
   const entropy = mode.kind === 'answer' ? null : entropyOf(z);
   const entropies = entropy ? T.dynamicUpdateSlice(st.entropies, T.reshape(entropy, [N, 1]), stepIndex, 1) : st.entropies;
-  const out = decodeStep(config, params, st.decode, embeds, T.reshape(active, [N, 1]), writeAt);
+  const out = decodeStep(config, params, st.decode, embeds, T.reshape(active, [N, 1]), writeAt, attend);
   void V;
   return {
     y,
@@ -207,6 +208,9 @@ function maxPrefillTokens(tokenizer: Tokenizer): number {
 }
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+
+/** Positions attention reads once `filled` are written: rounded up, so a jitted step retraces only per bucket. */
+const attendBucket = (filled: number, capacity: number) => Math.min(capacity, roundUp(filled, 32));
 
 /** Decode B prompts × G samples. Rows are ordered prompt-major: row = prompt·G + sample. */
 export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
@@ -250,13 +254,15 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   });
   const rowOf = Int32Array.from({ length: N }, (_, r) => Math.floor(r / G));
 
+  // The weights in decoding's layout, made once for the whole rollout.
+  const dp = prepareDecodeParams(config, params);
   // --- Prefill the B distinct prompts once, then repeat each row G times.
   let st: CotState;
   {
     const ids = T.tensor(idsData, { shape: [B, P], dtype: 'int32', backend });
     const valid = floats(validData, [B, P]);
     const at = int(0);
-    const pre = jPrefill(config, params, createDecodeState(config, B, capacity, { dtype, backend }), ids, valid, at);
+    const pre = jPrefill(config, dp, createDecodeState(config, B, capacity, { dtype, backend }), ids, valid, at, attendBucket(P, capacity));
     T.treeDispose([ids, valid, at]);
     const rows = T.tensor(rowOf, { dtype: 'int32', backend });
     const repeat = (t: T.Tensor) => {
@@ -295,7 +301,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     const si = int(stepIndex);
     const at = int(written);
     const act = floats(active.map((a) => (a ? 1 : 0)), [N]);
-    const out = jStep(config, params, st, si, at, act, sigmaT, key, mode);
+    const out = jStep(config, dp, st, si, at, act, sigmaT, key, mode, attendBucket(written + 1, capacity));
     T.treeDispose([si, at, act]);
     st = out.state;
     written++;
@@ -364,7 +370,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
       const ids = T.tensor(preIds, { shape: [N, F], dtype: 'int32', backend });
       const valid = floats(preValid, [N, F]);
       const at = int(written);
-      const pre = jPrefill(config, params, st.decode, ids, valid, at);
+      const pre = jPrefill(config, dp, st.decode, ids, valid, at, attendBucket(written + F, capacity));
       T.treeDispose([ids, valid, at, st.z]);
       st = { ...st, decode: pre.state, z: pre.logits };
       written += F;
@@ -393,6 +399,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   } finally {
     disposeDecodeState(st.decode);
     T.treeDispose([st.z, st.entropies, sigmaT]);
+    disposeDecodeParams(dp);
   }
 
   const rollouts: Rollout[] = rows.map((row, r) => ({

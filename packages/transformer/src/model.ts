@@ -8,8 +8,8 @@
  */
 import {
   add, arange, cast, concat, type DType, dynamicUpdateSlice, gather, greater, key as prngKey, lessEqual, logicalAnd, matmul,
-  mul, normal, ones, type PRNGKey, reshape, rmsNorm, scope, silu, softmax, split, sum, tensor, type Tensor, transpose, where,
-  zeros, type Backend, fmtShape, getDefaultBackend, keep,
+  mul, normal, ones, type PRNGKey, reshape, rmsNorm, scope, silu, slice, softmax, split, sum, tensor, type Tensor, transpose,
+  where, zeros, type Backend, fmtShape, getDefaultBackend, keep,
 } from '@softgrad/tensor';
 import { ropeInverseFrequencies, type TransformerConfig } from './config.js';
 
@@ -305,7 +305,8 @@ export function parameterCount(params: ModelParams): number {
 
 /**
  * Everything decoding needs, on the device, preallocated to `capacity` positions: per layer
- * keys and values [N, n_kv, capacity, head_dim], which positions hold real tokens
+ * keys [N, n_kv, head_dim, capacity] (transposed, so that q·kᵀ reads them in place) and values
+ * [N, n_kv, capacity, head_dim], which positions hold real tokens
  * (`valid`, [N, capacity], 1/0 in the model's dtype) and each row's next RoPE position
  * (`positions`, [N] int32). decodeStep writes into it at a position given as a tensor, so a
  * jitted step is traced once and, with the state donated, updates the cache in place.
@@ -322,10 +323,11 @@ export function createDecodeState(config: TransformerConfig, rows: number, capac
   if (capacity > config.max_position_embeddings) {
     throw new Error(`createDecodeState: capacity ${capacity} exceeds max_position_embeddings ${config.max_position_embeddings}`);
   }
-  const shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
+  const kShape = [rows, config.num_key_value_heads, config.head_dim, capacity];
+  const vShape = [rows, config.num_key_value_heads, capacity, config.head_dim];
   return {
-    keys: Array.from({ length: config.num_hidden_layers }, () => zeros(shape, opts)),
-    values: Array.from({ length: config.num_hidden_layers }, () => zeros(shape, opts)),
+    keys: Array.from({ length: config.num_hidden_layers }, () => zeros(kShape, opts)),
+    values: Array.from({ length: config.num_hidden_layers }, () => zeros(vShape, opts)),
     valid: zeros([rows, capacity], opts),
     positions: zeros([rows], { dtype: 'int32', backend: opts.backend }),
   };
@@ -350,28 +352,102 @@ function ropeTables(config: TransformerConfig, n: number, dtype: DType, backend:
 }
 
 /**
+ * The weights decoding uses, laid out for it once per rollout: every projection transposed to
+ * [in, out] (so matmuls read it in place), and per layer the query, key and value projections
+ * plus the rotate-half of the query and key ones stacked into one matrix. RoPE is then
+ * q·cos + rotateHalf(q)·sin with both halves from one product: rotateHalf(x·Wᵀ) = x·(RWᵀ)
+ * with R a signed permutation of each head's rows, exact.
+ */
+export interface DecodeParams {
+  embed: Tensor;
+  layers: {
+    inputNorm: Tensor;
+    /** [hidden, (2·heads + 3·kv_heads)·head_dim]: q, k, v, rotateHalf(q), rotateHalf(k). */
+    qkvr: Tensor;
+    qkvrBias?: Tensor;
+    /** [heads·head_dim, hidden] */
+    o: Tensor;
+    postNorm: Tensor;
+    /** [hidden, 2·intermediate]: gate, up. */
+    gateUp: Tensor;
+    /** [intermediate, hidden] */
+    down: Tensor;
+  }[];
+  norm: Tensor;
+  /** [hidden, vocab]: the output projection transposed. */
+  head: Tensor;
+}
+
+/** rotateHalf applied to the rows of each head's block of a [heads·hd, ...] weight (or bias). */
+function rotateRowsPerHead(w: Tensor, heads: number, hd: number): Tensor {
+  const rest = w.shape.slice(1);
+  const half = hd / 2;
+  const blocks = reshape(w, [heads, 2, half, ...rest]);
+  const first = slice(blocks, [0, 0], [heads, 1]);
+  const second = slice(blocks, [0, 1], [heads, 1]);
+  return reshape(concat([mul(second, -1), first], 1), w.shape);
+}
+
+export function prepareDecodeParams(config: TransformerConfig, params: ModelParams): DecodeParams {
+  const H = config.num_attention_heads;
+  const KV = config.num_key_value_heads;
+  const hd = config.head_dim;
+  return scope(() => ({
+    embed: params.embed,
+    layers: params.layers.map((L) => {
+      const rows = [L.q, L.k, L.v, rotateRowsPerHead(L.q, H, hd), rotateRowsPerHead(L.k, KV, hd)];
+      const layer: DecodeParams['layers'][number] = {
+        inputNorm: L.inputNorm,
+        qkvr: transpose(concat(rows, 0)),
+        o: transpose(L.o),
+        postNorm: L.postNorm,
+        gateUp: transpose(concat([L.gate, L.up], 0)),
+        down: transpose(L.down),
+      };
+      if (L.qBias && L.kBias && L.vBias) {
+        layer.qkvrBias = concat([L.qBias, L.kBias, L.vBias, rotateRowsPerHead(L.qBias, H, hd), rotateRowsPerHead(L.kBias, KV, hd)], 0);
+      }
+      return layer;
+    }),
+    norm: params.norm,
+    head: transpose(outputMatrix(params)),
+  }));
+}
+
+/** Frees what prepareDecodeParams made; the model's own tensors it shares stay. */
+export function disposeDecodeParams(dp: DecodeParams): void {
+  dp.head.dispose();
+  for (const L of dp.layers) for (const t of [L.qkvr, L.qkvrBias, L.o, L.gateUp, L.down]) t?.dispose();
+}
+
+/**
  * S new positions per row, written into the state at cache index `writeAt` (an int32 scalar
  * tensor, the same for every row). `newValid` [N, S] (1/0, the model's dtype) says which new
  * positions are real tokens: the others are padding, never attended to and not advancing the
- * row's RoPE position. Returns the logits of each row's last new position [N, vocab] and the
+ * row's RoPE position. Attention reads the first `attend` cache positions (static: pass the
+ * filled length rounded up, so a jitted step retraces only when it crosses a bucket; default
+ * the whole capacity). Returns the logits of each row's last new position [N, vocab] and the
  * new state. Pure and free of host reads, so it can be jitted; with the state donated the
  * cache is updated in place.
  */
 export function decodeStep(
-  config: TransformerConfig, params: ModelParams, state: DecodeState, embeds: Tensor, newValid: Tensor, writeAt: Tensor,
+  config: TransformerConfig, dp: DecodeParams, state: DecodeState, embeds: Tensor, newValid: Tensor, writeAt: Tensor, attend?: number,
 ): { logits: Tensor; state: DecodeState } {
   const [N, S, d] = embeds.shape as [number, number, number];
   if (embeds.rank !== 3 || d !== config.hidden_size) throw new Error(`decodeStep: embeds must be [rows, new, ${config.hidden_size}], got ${fmtShape(embeds.shape)}`);
   const C = state.valid.shape[1]!;
+  const A = attend ?? C;
+  if (!Number.isInteger(A) || A < 1 || A > C) throw new Error(`decodeStep: attend must be an integer in [1, ${C}], got ${attend}`);
   if (state.valid.shape[0] !== N || newValid.shape[0] !== N || newValid.shape[1] !== S) {
     throw new Error(`decodeStep: state has ${state.valid.shape[0]} rows, newValid is ${fmtShape(newValid.shape)}, embeds ${fmtShape(embeds.shape)}`);
   }
-  const dtype = params.embed.dtype;
-  const backend = params.embed.backend;
+  const dtype = dp.embed.dtype;
+  const backend = dp.embed.backend;
   const H = config.num_attention_heads;
   const KV = config.num_key_value_heads;
   const G = H / KV;
   const hd = config.head_dim;
+  const I = config.intermediate_size;
   const o = { dtype, backend };
   const keysOut: Tensor[] = [];
   const valuesOut: Tensor[] = [];
@@ -386,37 +462,59 @@ export function decodeStep(
     }
     const positions = add(state.positions, cast(sum(newValid, -1), 'int32'));
     const tables = ropeTables(config, C, dtype, backend);
-    const cos = reshape(gather(tables.cos, pos, 0), [N, 1, S, hd]);
-    const sin = reshape(gather(tables.sin, pos, 0), [N, 1, S, hd]);
-    const rotate = rotateHalfMatrix(hd, dtype, backend);
+    const cos = reshape(gather(tables.cos, pos, 0), [N, S, 1, hd]);
+    const sin = reshape(gather(tables.sin, pos, 0), [N, S, 1, hd]);
     const valid = dynamicUpdateSlice(state.valid, newValid, writeAt, 1);
-    // Query s may attend cache index j when j ≤ writeAt + s and j holds a real token.
-    const j = reshape(arange(0, C, 1, { dtype: 'int32', backend }), [1, 1, 1, 1, C]);
+    // Query s may attend cache index j < A when j ≤ writeAt + s and j holds a real token.
+    const j = reshape(arange(0, A, 1, { dtype: 'int32', backend }), [1, 1, 1, 1, A]);
     const limit = add(reshape(arange(0, S, 1, { dtype: 'int32', backend }), [1, 1, 1, S, 1]), writeAt);
-    const ok = logicalAnd(lessEqual(j, limit), greater(reshape(valid, [N, 1, 1, 1, C]), 0.5));
+    const seen = A === C ? valid : slice(valid, [0, 0], [N, A]);
+    const ok = logicalAnd(lessEqual(j, limit), greater(reshape(seen, [N, 1, 1, 1, A]), 0.5));
     const bias = where(ok, zeros([], o), -1e9);
     const scale = 1 / Math.sqrt(hd);
+    const cols = [H, KV, KV, H, KV].map((n) => n * hd);
+    const at = cols.map((_, i) => cols.slice(0, i).reduce((a, b) => a + b, 0));
     let h = embeds;
-    params.layers.forEach((L, li) => {
+    dp.layers.forEach((L, li) => {
       const x = rmsNorm(h, L.inputNorm, config.rms_norm_eps);
-      const q = transpose(reshape(linear(x, L.q, L.qBias), [N, S, H, hd]), [0, 2, 1, 3]);
-      const k = transpose(reshape(linear(x, L.k, L.kBias), [N, S, KV, hd]), [0, 2, 1, 3]);
-      const v = transpose(reshape(linear(x, L.v, L.vBias), [N, S, KV, hd]), [0, 2, 1, 3]);
-      const kc = dynamicUpdateSlice(state.keys[li]!, applyRope(k, cos, sin, rotate), writeAt, 2);
-      const vc = dynamicUpdateSlice(state.values[li]!, v, writeAt, 2);
+      let proj = matmul(x, L.qkvr);
+      if (L.qkvrBias) proj = add(proj, L.qkvrBias);
+      const part = (i: number, heads: number) => reshape(slice(proj, [0, 0, at[i]!], [N, S, cols[i]!]), [N, S, heads, hd]);
+      // [N, S, heads, hd], rotated: x·cos + rotateHalf(x)·sin.
+      const q = add(mul(part(0, H), cos), mul(part(3, H), sin));
+      const k = add(mul(part(1, KV), cos), mul(part(4, KV), sin));
+      const v = part(2, KV);
+      const kc = dynamicUpdateSlice(state.keys[li]!, transpose(k, [0, 2, 3, 1]), writeAt, 3);
+      const vc = dynamicUpdateSlice(state.values[li]!, transpose(v, [0, 2, 1, 3]), writeAt, 2);
       keysOut.push(kc);
       valuesOut.push(vc);
-      const qg = reshape(applyRope(q, cos, sin, rotate), [N, KV, G * S, hd]);
-      const raw = reshape(matmul(qg, kc, { transposeB: true }), [N, KV, G, S, C]);
-      const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [N, KV, G * S, C]);
-      const ctx = reshape(matmul(probs, vc), [N, H, S, hd]);
-      const merged = reshape(transpose(ctx, [0, 2, 1, 3]), [N, S, H * hd]);
-      h = add(h, linear(merged, L.o));
+      const ks = A === C ? kc : slice(kc, [0, 0, 0, 0], [N, KV, hd, A]);
+      const vs = A === C ? vc : slice(vc, [0, 0, 0, 0], [N, KV, A, hd]);
+      let ctx: Tensor;
+      if (S === 1) {
+        // One query per row: products of G×hd by hd×A per (row, kv head) are too small for
+        // matmul; as a broadcast multiply and a reduction they fuse into one kernel each.
+        const qv = reshape(q, [N, KV, G, hd, 1]);
+        const raw = sum(mul(qv, reshape(ks, [N, KV, 1, hd, A])), 3); // [N, KV, G, A]
+        const probs = softmax(add(mul(raw, scale), reshape(bias, [N, 1, 1, A])), -1);
+        ctx = sum(mul(reshape(probs, [N, KV, G, A, 1]), reshape(vs, [N, KV, 1, A, hd])), 3); // [N, KV, G, hd]
+        ctx = reshape(ctx, [N, S, H * hd]);
+      } else {
+        const qg = reshape(transpose(q, [0, 2, 1, 3]), [N, KV, G * S, hd]);
+        const raw = reshape(matmul(qg, ks), [N, KV, G, S, A]);
+        const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [N, KV, G * S, A]);
+        const c4 = reshape(matmul(probs, vs), [N, H, S, hd]);
+        ctx = reshape(transpose(c4, [0, 2, 1, 3]), [N, S, H * hd]);
+      }
+      h = add(h, matmul(ctx, L.o));
       const y = rmsNorm(h, L.postNorm, config.rms_norm_eps);
-      h = add(h, linear(mul(silu(linear(y, L.gate)), linear(y, L.up)), L.down));
+      const gu = matmul(y, L.gateUp);
+      const gate = slice(gu, [0, 0, 0], [N, S, I]);
+      const up = slice(gu, [0, 0, I], [N, S, I]);
+      h = add(h, matmul(mul(silu(gate), up), L.down));
     });
-    const last = reshape(rmsNorm(reshape(sliceLast(h), [N, d]), params.norm, config.rms_norm_eps), [N, d]);
-    const logits = matmul(last, outputMatrix(params), { transposeB: true });
+    const last = reshape(rmsNorm(reshape(sliceLast(h), [N, d]), dp.norm, config.rms_norm_eps), [N, d]);
+    const logits = matmul(last, dp.head);
     return { logits, valid, positions, keys: keysOut, values: valuesOut };
   });
   return { logits: out.logits, state: { keys: out.keys, values: out.values, valid: out.valid, positions: out.positions } };
@@ -487,9 +585,10 @@ export function forwardPacked(config: TransformerConfig, params: ModelParams, em
       const k = applyRope(reshape(linear(x, L.k, L.kBias), [T, KV, hd]), cos, sin, rotate);
       const v = linear(x, L.v, L.vBias);
       const qg = reshape(toRows(reshape(q, [T, H * hd]), H), [R, KV, G * W, hd]);
-      const kr = toRows(reshape(k, [T, KV * hd]), KV);
+      // Keys as [R, KV, hd, W]: q·kᵀ then reads them in place (no transposed packing).
+      const kt = transpose(reshape(gather(reshape(k, [T, KV * hd]), layout.toPadded, 0), [R, W, KV, hd]), [0, 2, 3, 1]);
       const vr = toRows(v, KV);
-      const raw = reshape(matmul(qg, kr, { transposeB: true }), [R, KV, G, W, W]);
+      const raw = reshape(matmul(qg, kt), [R, KV, G, W, W]);
       const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [R, KV, G * W, W]);
       const ctx = reshape(transpose(reshape(matmul(probs, vr), [R, H, W, hd]), [0, 2, 1, 3]), [R * W, H * hd]);
       h = add(h, linear(gather(ctx, layout.toPacked, 0), L.o));

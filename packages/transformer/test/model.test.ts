@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '@softgrad/tensor';
 import { parseConfig, type TransformerConfig } from '../src/config.js';
-import { disposeCache, emptyCache, forward, initParams, type ModelParams } from '../src/model.js';
+import {
+  createDecodeState, decodeStep, disposeCache, disposeDecodeParams, disposeDecodeState, emptyCache, forward, initParams, prepareDecodeParams,
+  type ModelParams,
+} from '../src/model.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,6 +135,80 @@ describe('transformer forward', () => {
     full.hidden.dispose();
     T.treeDispose(params);
     ids.dispose();
+  });
+
+  describe('decodeStep (preallocated cache, stacked weights) reproduces the full forward logits', () => {
+    const cases: [string, () => T.Backend, T.DType, number][] = [
+      ['js float64', () => T.createCpuBackend(), 'float64', 1e-12],
+      ['wasm float32', () => T.createWasmBackend({ threads: 1 }), 'float32', 2e-4],
+    ];
+    for (const [name, makeBackend, dtype, tol] of cases) {
+      for (const model_type of ['llama', 'qwen2']) {
+        it(`${name}, ${model_type}: left-padded prefill, then a block of 2, then one token at a time`, async () => {
+          const backend = makeBackend();
+          const config = tinyConfig(model_type === 'qwen2' ? { model_type, attention_bias: true } : {});
+          const p64 = initParams(config, 6, { dtype: 'float64', std: 0.3 });
+          if (model_type === 'qwen2') {
+            p64.layers[1]!.qBias = T.normal(T.key(8), p64.layers[1]!.qBias!.shape, { dtype: 'float64' });
+            p64.layers[1]!.kBias = T.normal(T.key(9), p64.layers[1]!.kBias!.shape, { dtype: 'float64' });
+          }
+          const leaves = await Promise.all(T.treeLeaves(p64).map(async (l) => T.tensor(await l.data(), { shape: l.shape, dtype, backend })));
+          const params = T.treeMap(p64, (_l, i) => leaves[i]!) as ModelParams;
+          // Row 0: a 4-token prompt; row 1: a 2-token prompt, left-padded to 4.
+          const prompts = [[5, 3, 2, 7], [9, 1]];
+          const cont = [[4, 6, 1, 2, 8], [6, 2, 2, 9, 3]];
+          const P = 4;
+          const capacity = 16;
+          const dp = prepareDecodeParams(config, params);
+          let state = createDecodeState(config, 2, capacity, { dtype, backend });
+          const io = { backend };
+          const got: number[][][] = [[], []];
+          const push = async (logits: T.Tensor) => {
+            const l = (await logits.toArray()) as number[][];
+            got[0]!.push(l[0]!);
+            got[1]!.push(l[1]!);
+            logits.dispose();
+          };
+          const step = async (ids: number[][], valid: number[][], at: number, attend?: number) => {
+            const idsT = T.tensor(ids, { dtype: 'int32', ...io });
+            const embeds = T.gather(dp.embed, idsT, 0);
+            const nv = T.tensor(valid, { dtype, ...io });
+            const w = T.scalar(at, { dtype: 'int32', ...io });
+            const out = decodeStep(config, dp, state, embeds, nv, w, attend);
+            disposeDecodeState(state);
+            state = out.state;
+            for (const t of [idsT, embeds, nv, w]) t.dispose();
+            await push(out.logits);
+          };
+          await step([prompts[0]!, [0, 0, ...prompts[1]!]], [[1, 1, 1, 1], [0, 0, 1, 1]], 0, 8);
+          await step([[cont[0]![0]!, cont[0]![1]!], [cont[1]![0]!, cont[1]![1]!]], [[1, 1], [1, 1]], P, 8);
+          for (let i = 2; i < cont[0]!.length; i++) {
+            await step([[cont[0]![i]!], [cont[1]![i]!]], [[1], [1]], P + i, i + P < 8 ? 8 : capacity);
+          }
+          // Which continuation positions' logits each step returned (the last new one).
+          const lastIndex = [-1, 1, 2, 3, 4];
+          for (let row = 0; row < 2; row++) {
+            const seq = [...prompts[row]!, ...cont[row]!];
+            const ids = T.tensor([seq], { dtype: 'int32' });
+            const alone = forward(config, p64, { ids });
+            const al = (await alone.logits.toArray()) as number[][][];
+            lastIndex.forEach((ci, s) => {
+              const want = al[0]![prompts[row]!.length + ci]!;
+              expect(maxAbsDiff(got[row]![s]!, want)).toBeLessThan(tol);
+            });
+            alone.logits.dispose();
+            alone.hidden.dispose();
+            ids.dispose();
+          }
+          // RoPE positions advanced by real tokens only.
+          expect(Array.from(await state.positions.data())).toEqual([9, 7]);
+          disposeDecodeState(state);
+          disposeDecodeParams(dp);
+          T.treeDispose(params);
+          T.treeDispose(p64);
+        });
+      }
+    }
   });
 
   it('left-padded batch rows equal the same prompts run alone, also when decoding on', async () => {

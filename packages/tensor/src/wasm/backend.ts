@@ -15,7 +15,7 @@ import type {
 } from '../backend.js';
 import { binary as jsBinary, castTyped, unary as jsUnary, where as jsWhere } from '../cpu/elementwise.js';
 import { matmul as jsMatmul } from '../cpu/matmul.js';
-import { clampedStart, gather as jsGather, scatterAdd as jsScatterAdd } from '../cpu/movement.js';
+import { clampedStart, scatterAdd as jsScatterAdd } from '../cpu/movement.js';
 import { reduce as jsReduce } from '../cpu/reduce.js';
 import { copyStrided } from '../cpu/strided.js';
 import { DTYPES, type DType, type TypedArray } from '../dtype.js';
@@ -447,12 +447,64 @@ export class WasmBackend implements Backend {
     return out;
   }
 
+  /** Indices as numbers, each checked against the axis size before anything is allocated. */
+  private checkedIndices(op: string, indices: BufferView, d: number): Int32Array {
+    const idx = this.data(indices, op) as Int32Array;
+    for (let j = 0; j < idx.length; j++) {
+      const i = idx[j]!;
+      if (i < 0 || i >= d) throw new Error(`${op}: index ${i} out of range [0, ${d})`);
+    }
+    return idx.slice();
+  }
+
   gather(x: BufferView, indices: BufferView, axis: number): BackendBuffer {
-    return this.adopt(jsGather(x, this.data(x, 'gather'), indices, this.data(indices, 'gather'), axis), x.dtype);
+    if (indices.dtype !== 'int32') throw new Error(`gather: indices must be int32, got ${indices.dtype}`);
+    const shape = x.shape;
+    const outer = sizeOf(shape.slice(0, axis));
+    const d = shape[axis]!;
+    const inner = sizeOf(shape.slice(axis + 1));
+    const idx = this.checkedIndices('gather', indices, d);
+    const n = outer * idx.length * inner;
+    const out = this.alloc(n, x.dtype);
+    // Rows are moved within the one memory (memmove), views taken after the allocation.
+    const src = this.own(x.buf, 'gather').ptr / BYTES[x.dtype];
+    const dst = out.ptr / BYTES[x.dtype];
+    const mem = x.dtype === 'float64' ? this.heap.f64 : x.dtype === 'bool' ? this.heap.u8 : this.heap.i32;
+    let o = dst;
+    for (let a = 0; a < outer; a++) {
+      const base = src + a * d * inner;
+      for (let j = 0; j < idx.length; j++) {
+        const from = base + idx[j]! * inner;
+        if (inner === 1) mem[o] = mem[from]!;
+        else mem.copyWithin(o, from, from + inner);
+        o += inner;
+      }
+    }
+    return out;
   }
 
   scatterAdd(updates: BufferView, indices: BufferView, axis: number, outShape: Shape): BackendBuffer {
-    return this.adopt(jsScatterAdd(updates, this.data(updates, 'scatterAdd'), indices, this.data(indices, 'scatterAdd'), axis, outShape), updates.dtype);
+    if (indices.dtype !== 'int32') throw new Error(`scatterAdd: indices must be int32, got ${indices.dtype}`);
+    if (updates.dtype === 'bool') {
+      return this.adopt(jsScatterAdd(updates, this.data(updates, 'scatterAdd'), indices, this.data(indices, 'scatterAdd'), axis, outShape), 'bool');
+    }
+    const outer = sizeOf(outShape.slice(0, axis));
+    const d = outShape[axis]!;
+    const inner = sizeOf(outShape.slice(axis + 1));
+    const idx = this.checkedIndices('scatterAdd', indices, d);
+    const n = outer * d * inner;
+    const u = this.data(updates, 'scatterAdd');
+    if (u.length !== outer * idx.length * inner) {
+      throw new Error(`scatterAdd: updates [${updates.shape.join(',')}] do not match [${outShape.join(',')}] with ${idx.length} indices on axis ${axis}`);
+    }
+    // Sequential accumulation in index order (deterministic), in doubles so repeated float32
+    // updates round once, as the CPU backend does.
+    const acc = updates.dtype === 'int32'
+      ? scatterRows(new Int32Array(n), u as Int32Array, idx, outer, d, inner)
+      : scatterRows(new Float64Array(n), u as Float32Array | Float64Array, idx, outer, d, inner);
+    const out = this.alloc(n, updates.dtype);
+    this.view(out, updates.dtype, n).set(acc as never);
+    return out;
   }
 
   randomUniform(key: readonly [number, number], size: number, dtype: DType): BackendBuffer {
@@ -493,6 +545,19 @@ export class WasmBackend implements Backend {
     copyStrided(update.shape, this.data(update, 'dynamicUpdateSlice'), 0, stridesOf(update.shape), this.view(out, x.dtype, n), start * os[axis]!, os);
     return out;
   }
+}
+
+/** acc[a, idx[j], :] += u[a, j, :] in index order; one monomorphic loop per array type. */
+function scatterRows<A extends Int32Array | Float64Array>(acc: A, u: ArrayLike<number>, idx: Int32Array, outer: number, d: number, inner: number): A {
+  let p = 0;
+  for (let a = 0; a < outer; a++) {
+    const base = a * d * inner;
+    for (let j = 0; j < idx.length; j++) {
+      const at = base + idx[j]! * inner;
+      for (let t = 0; t < inner; t++) acc[at + t] += u[p++]!;
+    }
+  }
+  return acc;
 }
 
 function decodeBase64(s: string): Uint8Array {

@@ -6,15 +6,16 @@
  * quarter is wasted) and are reused as soon as they are freed: training loops allocate the
  * same sizes step after step, so after the first step nothing new is allocated and nothing
  * is zero-filled. Every buffer is 64-byte aligned (no two threads write one cache line) and
- * followed by at least 16 spare bytes, so kernels may read a whole 16-byte vector at a
- * buffer's last element.
+ * followed by at least 64 spare bytes, so kernels may read a whole 16-byte vector (or a GEMM
+ * panel row) past a buffer's last element.
  */
 
 export const PAGE_BYTES = 65536;
 /** wasm32 addresses 4 GiB at most. */
 export const MAX_PAGES = 65536;
 const ALIGN = 64;
-const SLACK = 16;
+// GEMM's in-place B panels may read up to NR − 1 = 7 floats past a row's end.
+const SLACK = 64;
 /** Bytes at the bottom of memory kept for the thread pool's control words and scratch. */
 export const RESERVED_BYTES = 65536;
 

@@ -24,12 +24,12 @@ export interface GemmShape {
   kc: number;
   mc: number;
   nc: number;
-  /** K steps per loop iteration of the micro-kernel (1 or 2). */
-  unroll: number;
   relaxed: boolean;
 }
 
-export const DEFAULT_GEMM: Readonly<Omit<GemmShape, 'relaxed'>> = { mr: 5, nv: 2, kc: 256, mc: 60, nc: 256, unroll: 1 };
+// 5×8: ten accumulators, two B vectors, the A splat and a product temporary fit the 15 vector
+// registers V8 allocates on x64 without spilling (6×8 spills without FMA).
+export const DEFAULT_GEMM: Readonly<Omit<GemmShape, 'relaxed'>> = { mr: 5, nv: 2, kc: 256, mc: 60, nc: 256 };
 
 /** Scratch floats one gemm call needs (packA, packB, tile). */
 export function gemmScratch(s: Omit<GemmShape, 'relaxed'>): { packA: number; packB: number; tile: number } {
@@ -50,10 +50,20 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
   const NR = s.nv * 4;
   const MR = s.mr;
 
-  // micro(pa, pb, kc, cptr, ldc, accumulate, rows, cols, tile)
-  const micro = m.func(undefined, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [pa0, pb0, kc, cptr, ldc, accumulate, rows, cols, tile] = f.params as Local[];
+  /**
+   * The micro-kernel: an MR×NR tile of C from kc steps of A and B. B's rows for successive k
+   * are bks bytes apart (NR·4 when packed, B's own row stride when used in place). A is read
+   * from a packed panel (MR consecutive floats per k) or, `aInPlace`, straight from A through
+   * MR row pointers (rows past the matrix repeat its last row; their results are dropped).
+   *   packed:   (pa, pb, bks, kc, cptr, ldc, accumulate, rows, cols, tile)
+   *   in place: (pa, ars, aks, pb, bks, kc, cptr, ldc, accumulate, rows, cols, tile)  (strides in bytes)
+   */
+  const emitMicro = (aInPlace: boolean): number => m.func(undefined, new Array(aInPlace ? 12 : 10).fill('i32'), [], (f) => {
+    const params = f.params as Local[];
+    const [pa0, ars, aks] = aInPlace ? [params[0]!, params[1]!, params[2]!] : [params[0]!, undefined, undefined];
+    const [pb0, bks, kc, cptr, ldc, accumulate, rows, cols, tile] = params.slice(aInPlace ? 3 : 1) as Local[];
     const pa = f.local('i32');
+    const rowPtr: Local[] = [];
     const pb = f.local('i32');
     const k = f.local('i32');
     const acc: Local[][] = [];
@@ -68,45 +78,32 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
     const b: Local[] = [];
     for (let v = 0; v < s.nv; v++) b.push(f.local('v128'));
     const a = f.local('v128');
-    f.get(pa0!).set(pa);
+    if (aInPlace) {
+      for (let r = 0; r < MR; r++) {
+        const pr = f.local('i32');
+        // row min(r, rows − 1)
+        f.get(pa0).i32Const(r).get(rows!).i32Const(1).i32Sub().i32Const(r).get(rows!).i32Const(1).i32Sub().i32LtS().select().get(ars!).i32Mul().i32Add().set(pr);
+        rowPtr.push(pr);
+      }
+    } else {
+      f.get(pa0).set(pa);
+    }
     f.get(pb0!).set(pb);
-    const step = (unroll: number) => {
-      for (let u = 0; u < unroll; u++) {
-        for (let v = 0; v < s.nv; v++) f.get(pb).v128Load(u * NR * 4 + v * 16).set(b[v]!);
-        for (let r = 0; r < MR; r++) {
-          f.get(pa).v128Load32Splat(u * MR * 4 + r * 4).set(a);
-          for (let v = 0; v < s.nv; v++) {
-            const c = acc[r]![v]!;
-            if (s.relaxed) {
-              f.get(a).get(b[v]!).get(c).f32x4RelaxedMadd().set(c);
-            } else {
-              f.get(c).get(a).get(b[v]!).f32x4Mul().f32x4Add().set(c);
-            }
-          }
+    f.for(k, () => f.i32Const(0), () => f.get(kc!), 1, () => {
+      for (let v = 0; v < s.nv; v++) f.get(pb).v128Load(v * 16, 0).set(b[v]!);
+      for (let r = 0; r < MR; r++) {
+        if (aInPlace) f.get(rowPtr[r]!).v128Load32Splat(0).set(a);
+        else f.get(pa).v128Load32Splat(r * 4).set(a);
+        for (let v = 0; v < s.nv; v++) {
+          const c = acc[r]![v]!;
+          if (s.relaxed) f.get(a).get(b[v]!).get(c).f32x4RelaxedMadd().set(c);
+          else f.get(c).get(a).get(b[v]!).f32x4Mul().f32x4Add().set(c);
         }
       }
-      f.get(pa).i32Const(unroll * MR * 4).i32Add().set(pa);
-      f.get(pb).i32Const(unroll * NR * 4).i32Add().set(pb);
-    };
-    // K in steps of `unroll`, then the rest one at a time.
-    const u = s.unroll;
-    f.i32Const(0).set(k);
-    f.block(() => {
-      f.get(k).i32Const(u).i32Add().get(kc!).i32GtS().brIf(0);
-      f.loop(() => {
-        step(u);
-        f.get(k).i32Const(u).i32Add().tee(k).i32Const(u).i32Add().get(kc!).i32LeS().brIf(0);
-      });
+      if (aInPlace) for (const pr of rowPtr) f.get(pr).get(aks!).i32Add().set(pr);
+      else f.get(pa).i32Const(MR * 4).i32Add().set(pa);
+      f.get(pb).get(bks!).i32Add().set(pb);
     });
-    if (u > 1) {
-      f.block(() => {
-        f.get(k).get(kc!).i32GeS().brIf(0);
-        f.loop(() => {
-          step(1);
-          f.get(k).i32Const(1).i32Add().tee(k).get(kc!).i32LtS().brIf(0);
-        });
-      });
-    }
     // Whole tiles go straight to C; edge tiles through the scratch tile.
     f.get(rows!).i32Const(MR).i32Eq().get(cols!).i32Const(NR).i32Eq().i32And();
     f.if(() => {
@@ -146,6 +143,8 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
       });
     });
   });
+  const micro = emitMicro(false);
+  const microInPlace = emitMicro(true);
 
   // packB(b, brs, bcs, k0, kc, j0, nc, dst): panels of NR columns, zero-padded.
   const packB = m.func(undefined, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
@@ -163,18 +162,14 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
       f.for(k, () => f.i32Const(0), () => f.get(kc!), 1, () => {
         // row = b + ((k0 + k)·brs + (j0 + jp)·bcs)·4
         f.get(b!).get(k0!).get(k).i32Add().get(brs!).i32Mul().get(j0!).get(jp).i32Add().get(bcs!).i32Mul().i32Add().i32Const(4).i32Mul().i32Add().set(row);
-        f.get(w).i32Const(NR).i32Eq().get(bcs!).i32Const(1).i32Eq().i32And();
-        f.if(() => {
-          for (let v = 0; v < s.nv; v++) f.get(out).get(row).v128Load(v * 16, 0).v128Store(v * 16, 0);
-        }, () => {
-          f.for(t, () => f.i32Const(0), () => f.i32Const(NR), 1, () => {
-            f.get(t).get(w).i32LtS();
-            f.if(() => {
-              f.get(out).get(t).i32Const(4).i32Mul().i32Add();
-              f.get(row).get(t).get(bcs!).i32Mul().i32Const(4).i32Mul().i32Add().f32Load().f32Store();
-            }, () => {
-              f.get(out).get(t).i32Const(4).i32Mul().i32Add().f32Const(0).f32Store();
-            });
+        // Only strided B is packed (contiguous rows are used in place), so this is a gather.
+        f.for(t, () => f.i32Const(0), () => f.i32Const(NR), 1, () => {
+          f.get(t).get(w).i32LtS();
+          f.if(() => {
+            f.get(out).get(t).i32Const(4).i32Mul().i32Add();
+            f.get(row).get(t).get(bcs!).i32Mul().i32Const(4).i32Mul().i32Add().f32Load().f32Store();
+          }, () => {
+            f.get(out).get(t).i32Const(4).i32Mul().i32Add().f32Const(0).f32Store();
           });
         });
         f.get(out).i32Const(NR * 4).i32Add().set(out);
@@ -225,30 +220,63 @@ export function emitGemm(m: ModuleBuilder, s: GemmShape): void {
     const mc = f.local('i32');
     const jr = f.local('i32');
     const ir = f.local('i32');
+    const bp = f.local('i32');
+    const bk = f.local('i32');
     f.for(jc, () => f.get(n0!), () => f.get(n1!), s.nc, () => {
       min(f, () => f.i32Const(s.nc), () => f.get(n1!).get(jc).i32Sub());
       f.set(nc);
       f.for(pc, () => f.i32Const(0), () => f.get(K!), s.kc, () => {
         min(f, () => f.i32Const(s.kc), () => f.get(K!).get(pc).i32Sub());
         f.set(kc);
-        f.get(b!).get(brs!).get(bcs!).get(pc).get(kc).get(jc).get(nc).get(pB!).call(packB);
+        // B used in place when its rows are contiguous along j (bcs = 1): no copy at all, the
+        // micro-kernel steps through B's own rows; otherwise packed into NR-wide panels.
+        f.get(bcs!).i32Const(1).i32Ne();
+        f.if(() => {
+          f.get(b!).get(brs!).get(bcs!).get(pc).get(kc).get(jc).get(nc).get(pB!).call(packB);
+        });
         f.for(ic, () => f.get(m0!), () => f.get(m1!), s.mc, () => {
           min(f, () => f.i32Const(s.mc), () => f.get(m1!).get(ic).i32Sub());
           f.set(mc);
-          f.get(a!).get(ars!).get(acs!).get(ic).get(mc).get(pc).get(kc).get(pA!).call(packA);
+          // A packed panel is reused once per B panel: with one or two panels, packing costs
+          // more than it saves, and the micro-kernel reads A in place.
+          f.get(nc).i32Const(2 * NR).i32GtS();
+          f.if(() => {
+            f.get(a!).get(ars!).get(acs!).get(ic).get(mc).get(pc).get(kc).get(pA!).call(packA);
+          });
           f.for(jr, () => f.i32Const(0), () => f.get(nc), NR, () => {
             f.for(ir, () => f.i32Const(0), () => f.get(mc), MR, () => {
-              // micro(pa, pb, kc, cptr, ldc, accumulate, rows, cols, tile)
-              f.get(pA!).get(ir).get(kc).i32Mul().i32Const(4).i32Mul().i32Add();
-              f.get(pB!).get(jr).get(kc).i32Mul().i32Const(4).i32Mul().i32Add();
-              f.get(kc);
-              f.get(c!).get(ic).get(ir).i32Add().get(ldc!).i32Mul().get(jc).get(jr).i32Add().i32Add().i32Const(4).i32Mul().i32Add();
-              f.get(ldc!);
-              f.get(pc).i32Const(0).i32GtS();
-              min(f, () => f.i32Const(MR), () => f.get(mc).get(ir).i32Sub());
-              min(f, () => f.i32Const(NR), () => f.get(nc).get(jr).i32Sub());
-              f.get(tile!);
-              f.call(micro);
+              f.get(bcs!).i32Const(1).i32Eq();
+              f.if(() => {
+                // in place: B(pc, jc + jr)
+                f.get(b!).get(pc).get(brs!).i32Mul().get(jc).i32Add().get(jr).i32Add().i32Const(4).i32Mul().i32Add().set(bp);
+                f.get(brs!).i32Const(4).i32Mul().set(bk);
+              }, () => {
+                f.get(pB!).get(jr).get(kc).i32Mul().i32Const(4).i32Mul().i32Add().set(bp);
+                f.i32Const(NR * 4).set(bk);
+              });
+              const tail = () => {
+                f.get(bp).get(bk);
+                f.get(kc);
+                f.get(c!).get(ic).get(ir).i32Add().get(ldc!).i32Mul().get(jc).get(jr).i32Add().i32Add().i32Const(4).i32Mul().i32Add();
+                f.get(ldc!);
+                f.get(pc).i32Const(0).i32GtS();
+                min(f, () => f.i32Const(MR), () => f.get(mc).get(ir).i32Sub());
+                min(f, () => f.i32Const(NR), () => f.get(nc).get(jr).i32Sub());
+                f.get(tile!);
+              };
+              f.get(nc).i32Const(2 * NR).i32GtS();
+              f.if(() => {
+                // micro(pa, pb, bks, kc, cptr, ldc, accumulate, rows, cols, tile)
+                f.get(pA!).get(ir).get(kc).i32Mul().i32Const(4).i32Mul().i32Add();
+                tail();
+                f.call(micro);
+              }, () => {
+                // microInPlace(pa = A(ic + ir, pc), ars·4, acs·4, ...)
+                f.get(a!).get(ic).get(ir).i32Add().get(ars!).i32Mul().get(pc).get(acs!).i32Mul().i32Add().i32Const(4).i32Mul().i32Add();
+                f.get(ars!).i32Const(4).i32Mul().get(acs!).i32Const(4).i32Mul();
+                tail();
+                f.call(microInPlace);
+              });
             });
           });
         });
