@@ -14,7 +14,7 @@
  * value-and-gradient program per bucketed shape.
  */
 import * as T from '@softgrad/tensor';
-import { forwardPacked, type ModelParams, type PackedLayout, type TransformerConfig } from '@softgrad/transformer';
+import { forwardPacked, packLayout, type ModelParams, type PackedLayout, type PackLayoutOptions, type TransformerConfig } from '@softgrad/transformer';
 import type { Rollout, RolloutBatch } from './rollout.js';
 
 /** A_{b,g} = r_{b,g} − mean_{j≠g} r_{b,j} for each group (row of `rewards`). */
@@ -78,12 +78,8 @@ export interface PackedRollouts {
   soft: boolean;
 }
 
-export interface PackOptions {
-  /** Round the token count up to a multiple of this (default 128), so shapes repeat across steps and jit traces rarely. */
-  tokenBucket?: number;
-  /** Round the per-row width up to a multiple of this (default 16). */
-  widthBucket?: number;
-}
+/** How rollouts are packed: token and width buckets, attention groups (see packLayout). */
+export type PackOptions = PackLayoutOptions;
 
 function checkSoftInputs(batch: RolloutBatch): number {
   if (batch.cot.kind === 'hard') return 0;
@@ -116,11 +112,8 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const invTauCot = 1 / batch.cot.tau;
   const invTauAnswer = 1 / batch.answerTau;
   const lens = rollouts.map((r) => r.promptIds.length + r.cotTokens.length + r.prefillIds.length + r.answerIds.length);
-  const tokens = lens.reduce((a, b) => a + b, 0);
-  if (tokens === 0) throw new Error('packRollouts: the rollouts hold no tokens');
-  const Tn = Math.ceil(tokens / (options.tokenBucket ?? 128)) * (options.tokenBucket ?? 128);
   const R = rollouts.length;
-  const W = Math.ceil(Math.max(...lens) / (options.widthBucket ?? 16)) * (options.widthBucket ?? 16);
+  const { layout, starts, tokens: Tn } = packLayout(lens, like, options);
   const ids = new Int32Array(Tn);
   const isSoft = new Uint8Array(Tn);
   const softSlot = new Int32Array(Tn);
@@ -130,13 +123,8 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const softTarget = new Int32Array(Tn);
   const softWeight = new Float64Array(Tn);
   const rowOf = new Int32Array(Tn).fill(R);
-  const positions = new Int32Array(Tn);
-  const toPadded = new Int32Array(R * W);
-  const toPacked = new Int32Array(Tn);
-  const slotValid = new Float64Array(R * W);
-  let at = 0;
   rollouts.forEach((ro, r) => {
-    const start = at;
+    let at = starts[r]!;
     const row = picked[r]!;
     const put = (id: number) => {
       ids[at] = id;
@@ -166,19 +154,13 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
       hardWeight[pred] = 1;
       put(id);
     }
-    for (let i = start; i < at; i++) {
-      rowOf[i] = r;
-      positions[i] = i - start;
-      toPadded[r * W + (i - start)] = i;
-      toPacked[i] = r * W + (i - start);
-      slotValid[r * W + (i - start)] = 1;
-    }
+    rowOf.fill(r, starts[r]!, at);
   });
   const { dtype, backend } = like;
   const f = (a: Float64Array, shape: number[]) => T.tensor(dtype === 'float64' ? a : Float32Array.from(a), { shape, dtype, backend });
   const i32 = (a: Int32Array, shape: number[]) => T.tensor(a, { shape, dtype: 'int32', backend });
   return {
-    layout: { positions: i32(positions, [Tn]), toPadded: i32(toPadded, [R * W]), toPacked: i32(toPacked, [Tn]), slotValid: f(slotValid, [R, W]) },
+    layout,
     ids: i32(ids, [Tn]),
     isSoft: T.tensor(isSoft, { shape: [Tn, 1], dtype: 'bool', backend }),
     softSlot: i32(softSlot, [Tn]),

@@ -85,6 +85,12 @@ export interface RolloutRequest {
    * Evaluation does not score, so it saves the [rows, maxCot, hidden] buffer.
    */
   keepSoftInputs?: boolean;
+  /**
+   * Shrink the decoding batch as rows finish (default true). Rows are decoded exactly as in a
+   * full batch (each row's noise is its own), so this changes speed, not results; false keeps
+   * every row to the end (for measuring what it saves, and for tests).
+   */
+  compactBatch?: boolean;
 }
 
 export interface CotTraceRequest {
@@ -163,23 +169,32 @@ function prefill(config: TransformerConfig, dp: DecodeParams, state: DecodeState
  */
 function decideAndFeed(
   config: TransformerConfig, params: DecodeParams, st: CotState, stepIndex: T.Tensor, writeAt: T.Tensor, active: T.Tensor,
-  sigma: T.Tensor, key: T.PRNGKey, mode: StepMode, attend: number,
+  sigma: T.Tensor, key: T.PRNGKey, mode: StepMode, attend: number, rowIds: T.Tensor, allRows: number,
 ) {
   const { z } = st;
   const [N, V] = z.shape as [number, number];
   const d = config.hidden_size;
   const [kSample, kNoise] = T.split(key);
+  const place = { dtype: z.dtype, backend: z.backend };
+  // Noise is drawn for every rollout row and each batch row takes its own (rowIds): a row's
+  // sample does not depend on which other rows are still in the batch.
+  const rowNoise = (draw: (rows: number) => T.Tensor) => T.gather(draw(allRows), rowIds, 0);
   let y: T.Tensor;
   let embeds: T.Tensor;
   let softInputs = st.softInputs;
   let mixture: T.Tensor | null = null;
   if (mode.kind === 'hard' || mode.kind === 'answer') {
-    y = mode.sample ? T.categorical(kSample!, mode.invTau === 1 ? z : T.mul(z, mode.invTau)) : T.argmax(z, -1);
+    if (mode.sample) {
+      const g = rowNoise((n) => T.gumbel(kSample!, [n, V], place));
+      y = T.argmax(T.add(mode.invTau === 1 ? z : T.mul(z, mode.invTau), g), -1);
+    } else {
+      y = T.argmax(z, -1);
+    }
     embeds = T.reshape(T.gather(params.embed, y, 0), [N, 1, d]);
   } else {
     const probs = T.softmax(T.mul(z, mode.invTau), -1);
     const h0 = T.matmul(probs, params.embed);
-    const h = mode.sample ? T.add(h0, T.mul(T.normal(kNoise!, [N, d], { dtype: h0.dtype, backend: h0.backend }), sigma)) : h0;
+    const h = mode.sample ? T.add(h0, T.mul(rowNoise((n) => T.normal(kNoise!, [n, d], place)), sigma)) : h0;
     y = T.argmax(z, -1);
     embeds = T.reshape(h, [N, 1, d]);
     if (softInputs) softInputs = T.dynamicUpdateSlice(softInputs, embeds, stepIndex, 1);
@@ -297,20 +312,96 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   }));
   const sigmaT = floats([sigma], []);
   const trace = !!req.cotTrace;
-  const run = async (stepIndex: number, mode: StepMode, active: readonly boolean[], key: T.PRNGKey) => {
+  // Rows finish at very different steps (a few run to maxCot long after the rest stopped), so
+  // the device batch shrinks as they do: `batchRows[i]` is the rollout row at batch position i
+  // (-1: filler, inactive). When at most half the batch is still generating, the live rows are
+  // gathered into a batch half as large (or smaller) and the old state is parked: the finished
+  // rows' caches, entropies and soft inputs are taken back from it when the answer needs them.
+  let batchRows = Array.from({ length: N }, (_, r) => r);
+  const parked: { st: CotState; batchRows: number[] }[] = [];
+  const minBatch = req.compactBatch === false ? N : Math.min(N, 8);
+  const stateRows = (s0: CotState, index: readonly number[]): CotState => {
+    const idx = T.tensor(Int32Array.from(index), { dtype: 'int32', backend });
+    const g = (t: T.Tensor) => T.gather(t, idx, 0);
+    const out: CotState = {
+      decode: { keys: s0.decode.keys.map(g), values: s0.decode.values.map(g), valid: g(s0.decode.valid), positions: g(s0.decode.positions) },
+      z: g(s0.z), entropies: g(s0.entropies), softInputs: s0.softInputs ? g(s0.softInputs) : null,
+    };
+    idx.dispose();
+    return out;
+  };
+  const disposeState = (s0: CotState) => {
+    disposeDecodeState(s0.decode);
+    T.treeDispose([s0.z, s0.entropies, s0.softInputs]);
+  };
+  /** Shrinks the batch to the rows `live` says are generating, when that halves it; `park` keeps the old state. */
+  const compact = (live: (r: number) => boolean, park: boolean) => {
+    const keep = batchRows.flatMap((r, i) => (r >= 0 && live(r) ? [i] : []));
+    const n = batchRows.length;
+    if (n <= minBatch || keep.length === 0 || keep.length > n / 2) return;
+    let size = minBatch;
+    while (size < keep.length) size *= 2;
+    const index = [...keep, ...new Array<number>(size - keep.length).fill(keep[0]!)];
+    const next = stateRows(st, index);
+    if (park) parked.push({ st, batchRows });
+    else disposeState(st);
+    st = next;
+    batchRows = index.map((i, j) => (j < keep.length ? batchRows[i]! : -1));
+  };
+  /** All N rows again, in order: each from the current batch or the parked state it was left in. */
+  const unpark = () => {
+    if (parked.length === 0) return;
+    const sources = [...parked, { st, batchRows }];
+    const where = new Array<number>(N).fill(-1);
+    let offset = 0;
+    for (const src of sources) {
+      src.batchRows.forEach((r, i) => {
+        if (r >= 0) where[r] = offset + i; // later sources hold a row's newer state
+      });
+      offset += src.batchRows.length;
+    }
+    const cat = (f: (s0: CotState) => T.Tensor) => T.concat(sources.map((src) => f(src.st)), 0);
+    const merged: CotState = {
+      decode: {
+        keys: st.decode.keys.map((_, l) => cat((s0) => s0.decode.keys[l]!)),
+        values: st.decode.values.map((_, l) => cat((s0) => s0.decode.values[l]!)),
+        valid: cat((s0) => s0.decode.valid), positions: cat((s0) => s0.decode.positions),
+      },
+      z: cat((s0) => s0.z), entropies: cat((s0) => s0.entropies), softInputs: st.softInputs ? cat((s0) => s0.softInputs!) : null,
+    };
+    const all = stateRows(merged, where);
+    disposeState(merged);
+    for (const src of sources) disposeState(src.st);
+    parked.length = 0;
+    st = all;
+    batchRows = Array.from({ length: N }, (_, r) => r);
+  };
+
+  /** One decoding step for the rows of the batch; `active(r)` says which rollout rows take a token. Returns per-row results (rows not in the batch: undefined). */
+  const run = async (stepIndex: number, mode: StepMode, active: (r: number) => boolean, key: T.PRNGKey) => {
     const si = int(stepIndex);
     const at = int(written);
-    const act = floats(active.map((a) => (a ? 1 : 0)), [N]);
-    const out = jStep(config, dp, st, si, at, act, sigmaT, key, mode, attendBucket(written + 1, capacity));
-    T.treeDispose([si, at, act]);
+    const on = batchRows.map((r) => r >= 0 && active(r));
+    const act = floats(on.map((a) => (a ? 1 : 0)), [batchRows.length]);
+    const ids = T.tensor(Int32Array.from(batchRows, (r) => Math.max(r, 0)), { dtype: 'int32', backend });
+    const out = jStep(config, dp, st, si, at, act, sigmaT, key, mode, attendBucket(written + 1, capacity), ids, N);
+    T.treeDispose([si, at, act, ids]);
     st = out.state;
     written++;
-    tokensProcessed += active.filter(Boolean).length;
-    const y = await out.y.data();
-    const ent = out.entropy ? await out.entropy.data() : null;
+    tokensProcessed += on.filter(Boolean).length;
+    const yb = await out.y.data();
+    const eb = out.entropy ? await out.entropy.data() : null;
+    const y = new Array<number>(N).fill(-1);
+    const ent = new Array<number>(N).fill(NaN);
+    batchRows.forEach((r, i) => {
+      if (r < 0) return;
+      y[r] = yb[i]!;
+      if (eb) ent[r] = eb[i]!;
+    });
     let mix: T.TypedArray | null = null;
-    if (out.mixture) {
-      const row = T.scope(() => T.reshape(T.slice(out.mixture!, [traceRow, 0], [1, -1]), [-1]));
+    const tracePos = batchRows.indexOf(traceRow);
+    if (out.mixture && tracePos >= 0) {
+      const row = T.scope(() => T.reshape(T.slice(out.mixture!, [tracePos, 0], [1, -1]), [-1]));
       mix = await row.data();
       row.dispose();
     }
@@ -319,15 +410,14 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
   };
 
   let entropies: Float32Array | Float64Array;
+  let softInputs: T.Tensor | null = null;
   try {
     // --- Chain of thought.
     const cotMode: StepMode = { kind: cot.kind, sample: cot.kind === 'hard' ? cot.sample : sigma > 0, invTau: 1 / cot.tau, trace };
     const active = new Array<boolean>(N).fill(true);
-    let steps = 0;
     for (let t = 0; t < req.maxCot && active.some(Boolean); t++) {
       const before = [...active];
-      const { y, ent, mix } = await run(t, cotMode, before, T.foldIn(req.key, t));
-      steps = t + 1;
+      const { y, ent, mix } = await run(t, cotMode, (r) => before[r]!, T.foldIn(req.key, t));
       for (let r = 0; r < N; r++) {
         if (!before[r]) continue;
         const row = rows[r]!;
@@ -343,17 +433,21 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
       req.cotTrace?.onCotStep({
         step: t,
         tokens: before.map((a, r) => (a ? y[r]! : -1)),
-        entropies: before.map((a, r) => (a ? ent![r]! : NaN)),
+        entropies: before.map((a, r) => (a ? ent[r]! : NaN)),
         stopped: before.map((a, r) => a && rows[r]!.stoppedEarly),
         topMixture: mix && before[traceRow] ? largestWeights(mix, traceTopK) : null,
       });
+      if (active.some(Boolean)) compact((r) => active[r]!, true);
     }
+    unpark();
+    // The answer steps neither read nor write the soft inputs: the batch takes them now.
+    softInputs = st.softInputs;
+    st = { ...st, softInputs: null };
     entropies = (await st.entropies.data()) as Float32Array | Float64Array;
     for (let r = 0; r < N; r++) {
       const row = rows[r]!;
       row.entropies = Array.from(entropies.subarray(r * req.maxCot, r * req.maxCot + row.cotTokens.length));
     }
-    void steps;
 
     // --- Answer prefill, right-aligned so every row's next position is its answer start.
     for (const row of rows) row.cotText = tokenizer.decode(row.cotTokens);
@@ -381,7 +475,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     const answerMode: StepMode = { kind: 'answer', sample: req.answerSample, invTau: 1 / answerTau, trace: false };
     const answering = new Array<boolean>(N).fill(true);
     for (let a = 0; a < maxAnswer; a++) {
-      const { y } = await run(0, answerMode, answering, T.foldIn(req.key, 1_000_000 + a));
+      const { y } = await run(0, answerMode, (r) => answering[r]!, T.foldIn(req.key, 1_000_000 + a));
       for (let r = 0; r < N; r++) {
         if (!answering[r]) continue;
         const row = rows[r]!;
@@ -392,13 +486,16 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
       const still = answering.filter(Boolean).length;
       req.onStep?.('answer', a, still);
       if (still === 0) break;
+      compact((r) => answering[r]!, false);
     }
   } catch (e) {
+    softInputs?.dispose();
     st.softInputs?.dispose();
     throw e;
   } finally {
     disposeDecodeState(st.decode);
     T.treeDispose([st.z, st.entropies, sigmaT]);
+    for (const p of parked) disposeState(p.st);
     disposeDecodeParams(dp);
   }
 
@@ -415,7 +512,7 @@ export async function rollout(req: RolloutRequest): Promise<RolloutBatch> {
     answerText: row.answerText,
     entropies: row.entropies,
   }));
-  return { rollouts, softInputs: st.softInputs, cot, sigma, embedRms, answerSample: req.answerSample, answerTau, tokensProcessed };
+  return { rollouts, softInputs, cot, sigma, embedRms, answerSample: req.answerSample, answerTau, tokensProcessed };
 }
 
 /** Frees what a batch holds on the device (the soft inputs). */

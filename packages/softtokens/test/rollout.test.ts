@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '@softgrad/tensor';
-import { initParams, parseConfig, type TransformerConfig } from '@softgrad/transformer';
-import { builtinTokenizer } from '../src/builtin.js';
+import { initParams, loadHfTokenizer, loadModel, parseConfig, type TransformerConfig } from '@softgrad/transformer';
+import { builtinBaseModelDir, builtinProblems, builtinTokenizer } from '../src/builtin.js';
 import { evalModeSettings, trainingCotSettings } from '../src/modes.js';
 import { disposeRolloutBatch, rollout, rolloutSoftInputs, type RolloutBatch } from '../src/rollout.js';
 import { rlooLoss, rlooAdvantages, sequenceLogProbs } from '../src/estimator.js';
@@ -55,6 +55,41 @@ describe('rollouts', () => {
     }
     T.clearJitCaches(); // compiled programs keep constants (RoPE tables, masks) for the next call
     expect(T.getDefaultBackend().stats().liveBuffers).toBe(before);
+    T.treeDispose(params);
+  });
+
+  it('shrinking the batch as rows finish changes nothing: tokens, answers, entropies and soft inputs match a full batch', async () => {
+    // The shipped model's CoTs end at very different lengths, so the batch shrinks several times.
+    const dir = builtinBaseModelDir();
+    const shippedTokenizer = await loadHfTokenizer(dir);
+    const { config, params } = await loadModel(dir);
+    const questions = builtinProblems('train', 2, 3).map((p) => formatPrompt(p.question));
+    for (const kind of ['hard', 'soft', 'fuzzy'] as const) {
+      const steps: number[][] = [[], []];
+      const run = (compactBatch: boolean, i: number) => rollout({
+        config, params, tokenizer: shippedTokenizer, prompts: questions, samples: 12, cot: trainingCotSettings(kind), maxCot: 48, maxAnswer: 8,
+        answerSample: true, key: T.key(7), compactBatch, onStep: (phase, _s, active) => phase === 'cot' && steps[i]!.push(active),
+      });
+      const full = await run(false, 0);
+      const compact = await run(true, 1);
+      // The batch did shrink: some rows were still generating after at least half had finished.
+      expect(steps[1]!.some((a) => a > 0 && a <= 12)).toBe(true);
+      expect(steps[1]).toEqual(steps[0]);
+      for (let r = 0; r < 24; r++) {
+        const [a, b] = [full.rollouts[r]!, compact.rollouts[r]!];
+        expect(b.cotTokens).toEqual(a.cotTokens);
+        expect(b.prefillIds).toEqual(a.prefillIds);
+        expect(b.answerIds).toEqual(a.answerIds);
+        b.entropies.forEach((e, t) => expect(e).toBeCloseTo(a.entropies[t]!, 5));
+        if (kind !== 'hard') {
+          const [ha, hb] = [await rolloutSoftInputs(full, r), await rolloutSoftInputs(compact, r)];
+          expect(hb.length).toBe(ha.length);
+          expect(Math.max(0, ...hb.map((x, i) => Math.abs(x - ha[i]!)))).toBeLessThan(1e-5);
+        }
+      }
+      disposeRolloutBatch(full);
+      disposeRolloutBatch(compact);
+    }
     T.treeDispose(params);
   });
 

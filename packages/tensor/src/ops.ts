@@ -517,7 +517,15 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = !!opts.transposeA;
   const transB = !!opts.transposeB;
   matmulShapes('matmul', a.shape, b.shape, transA, transB);
-  return bind(matmulPrim, sameBackend('matmul', [a, b]), { transA, transB });
+  const [x, w] = sameBackend('matmul', [a, b]);
+  if (w!.rank === 2 && x!.rank > 2 && !transA) {
+    // A matrix shared by every batch item (x[..., M, K] · w, e.g. a weight): one product over
+    // the flattened rows, not one small product per item (M = 1 when decoding).
+    const k = x!.shape[x!.rank - 1]!;
+    const y = bind(matmulPrim, [reshape(x!, [-1, k]), w!], { transA, transB });
+    return reshape(y, [...x!.shape.slice(0, -1), y.shape[1]!]);
+  }
+  return bind(matmulPrim, [x!, w!], { transA, transB });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -160,6 +160,26 @@ describe('jit', () => {
     T.treeDispose([x, w, y, xc, wc, yc]);
   });
 
+  it('reads slices and transposes in place, also through reshapes that split axes or add and drop size-1 ones', async () => {
+    // Attention over a prefix of a cache: the cache slice is read by the kernel, not copied.
+    const f = (q: Tensor, cache: Tensor) => {
+      const ks = T.slice(cache, [0, 0, 0, 1], [3, 2, 4, 5]); // [3, 2, 4, 5] of [3, 2, 4, 9]
+      const prod = T.mul(T.reshape(q, [3, 2, 2, 4, 1]), T.reshape(ks, [3, 2, 1, 4, 5]));
+      const t = T.transpose(T.reshape(T.slice(cache, [0, 1, 0, 2], [3, 1, 4, 3]), [3, 4, 3]), [0, 2, 1]);
+      // A slice read through a reshape that splits its axis: [.., 8] of [.., 9] as [.., 2, 4].
+      const split = T.reshape(T.slice(cache, [0, 0, 1, 1], [3, 2, 3, 8]), [3, 2, 3, 2, 4]);
+      return [T.sum(prod, 3), T.sum(T.exp(T.reshape(t, [3, 1, 3, 4])), -1), T.sum(T.mul(split, T.reshape(q, [3, 2, 1, 2, 4])), [2, 4])];
+    };
+    const jf = T.jit(f);
+    const q = T.tensor(Float32Array.from({ length: 48 }, (_, i) => Math.sin(i)), { shape: [3, 2, 2, 4], backend: wasm });
+    const cache = T.tensor(Float32Array.from({ length: 216 }, (_, i) => Math.cos(i / 3)), { shape: [3, 2, 4, 9], backend: wasm });
+    const got = jf(q, cache);
+    expect(jf.lastProgram()!.ops.map((o) => o.kind)).toEqual(['fused', 'fused', 'fused']);
+    const want = f(q, cache);
+    for (let i = 0; i < 3; i++) await exactlyEqual(got[i]!, want[i]!, `output ${i}`);
+    T.treeDispose([q, cache, got, want]);
+  });
+
   it('re-traces exactly when a signature changes: shapes, dtypes, structure, static values', () => {
     let traced = 0;
     const f = T.jit((x: Tensor, opts: { scale: number }) => {

@@ -536,26 +536,96 @@ export function disposeDecodeState(state: DecodeState | undefined): void {
 
 /**
  * Rows of different lengths packed end to end: the token-wise work (projections, MLP, norms,
- * logits) runs over the packed tokens only, and attention runs per row on a padded [rows,
- * width] layout that tokens are gathered into and back out of. Indices are tensors, so a
- * jitted loss over packed rows is traced once per (tokens, rows, width) shape.
+ * logits) runs over the packed tokens only. Attention runs per row on padded [rows, width]
+ * blocks that tokens are gathered into and back out of; rows are grouped by length (longest
+ * first, equal row counts) and each group padded only to its own longest row, since the cost
+ * of a block grows with the square of its width. Indices are tensors, so a jitted loss over
+ * packed rows is traced once per (tokens, group widths) shape.
  */
 export interface PackedLayout {
   /** RoPE position of each packed token within its row, [T] int32. */
   positions: Tensor;
-  /** For each padded slot r·width + i: the packed index of row r's token i (any index for empty slots), [rows·width] int32. */
-  toPadded: Tensor;
-  /** For each packed token: its padded slot, [T] int32. */
+  /** The padded attention blocks. */
+  groups: PackedGroup[];
+  /** For each packed token: its slot in the groups' padded slots laid end to end, [T] int32. */
   toPacked: Tensor;
+}
+
+export interface PackedGroup {
+  /** For each padded slot r·width + i: the packed index of the group's row r's token i (0 for empty slots), [rows·width] int32. */
+  toPadded: Tensor;
   /** 1 where a padded slot holds a token, 0 elsewhere: [rows, width] in the model's dtype. */
   slotValid: Tensor;
+}
+
+export interface PackLayoutOptions {
+  /** Round the token count up to a multiple of this (default 128), so shapes repeat across steps and jit traces rarely. */
+  tokenBucket?: number;
+  /** Round each group's width up to a multiple of this (default 16). */
+  widthBucket?: number;
+  /** Attention groups (default 4; fewer when there are fewer rows). */
+  groups?: number;
+}
+
+/**
+ * The layout of rows of these lengths packed end to end in the order given. Returns it with
+ * where each row starts in the packed order and the packed length (the token count rounded
+ * up: positions past the rows are fill, belonging to no row).
+ */
+export function packLayout(
+  lengths: readonly number[], place: { dtype: DType; backend: Backend }, options: PackLayoutOptions = {},
+): { layout: PackedLayout; starts: number[]; tokens: number } {
+  const tokenBucket = options.tokenBucket ?? 128;
+  const widthBucket = options.widthBucket ?? 16;
+  const wanted = options.groups ?? 4;
+  for (const [name, v] of [['tokenBucket', tokenBucket], ['widthBucket', widthBucket], ['groups', wanted]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`packLayout: ${name} must be a positive integer, got ${v}`);
+  }
+  if (lengths.length === 0) throw new Error('packLayout: no rows');
+  lengths.forEach((n, r) => {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`packLayout: row ${r} has length ${n}; rows need at least one token`);
+  });
+  const R = lengths.length;
+  const starts: number[] = [];
+  let total = 0;
+  for (const n of lengths) {
+    starts.push(total);
+    total += n;
+  }
+  const tokens = Math.ceil(total / tokenBucket) * tokenBucket;
+  const positions = new Int32Array(tokens);
+  lengths.forEach((n, r) => {
+    for (let i = 0; i < n; i++) positions[starts[r]! + i] = i;
+  });
+  const order = lengths.map((_, r) => r).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const perGroup = Math.ceil(R / Math.min(wanted, R));
+  const toPacked = new Int32Array(tokens);
+  const groups: PackedGroup[] = [];
+  const f = (a: Float64Array, shape: number[]) => tensor(place.dtype === 'float64' ? a : Float32Array.from(a), { shape, dtype: place.dtype, backend: place.backend });
+  let slotBase = 0;
+  for (let g0 = 0; g0 < R; g0 += perGroup) {
+    const rows = order.slice(g0, g0 + perGroup);
+    const W = Math.ceil(lengths[rows[0]!]! / widthBucket) * widthBucket;
+    const toPadded = new Int32Array(perGroup * W);
+    const slotValid = new Float64Array(perGroup * W);
+    rows.forEach((r, j) => {
+      for (let i = 0; i < lengths[r]!; i++) {
+        toPadded[j * W + i] = starts[r]! + i;
+        slotValid[j * W + i] = 1;
+        toPacked[starts[r]! + i] = slotBase + j * W + i;
+      }
+    });
+    groups.push({ toPadded: tensor(toPadded, { dtype: 'int32', backend: place.backend }), slotValid: f(slotValid, [perGroup, W]) });
+    slotBase += perGroup * W;
+  }
+  return { layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }) }, starts, tokens };
 }
 
 /** Logits [T, vocab] of packed input embeddings [T, hidden]. */
 export function forwardPacked(config: TransformerConfig, params: ModelParams, embeds: Tensor, layout: PackedLayout): Tensor {
   const [T, d] = embeds.shape as [number, number];
   if (embeds.rank !== 2 || d !== config.hidden_size) throw new Error(`forwardPacked: embeds must be [tokens, ${config.hidden_size}], got ${fmtShape(embeds.shape)}`);
-  const [R, W] = layout.slotValid.shape as [number, number];
+  if (layout.groups.length === 0) throw new Error('forwardPacked: the layout has no attention groups');
   const dtype = params.embed.dtype;
   const backend = params.embed.backend;
   const H = config.num_attention_heads;
@@ -563,34 +633,42 @@ export function forwardPacked(config: TransformerConfig, params: ModelParams, em
   const G = H / KV;
   const hd = config.head_dim;
   return scope(() => {
-    const tables = ropeTables(config, W, dtype, backend);
+    const maxW = Math.max(...layout.groups.map((g) => g.slotValid.shape[1]!));
+    const tables = ropeTables(config, maxW, dtype, backend);
     const cos = reshape(gather(tables.cos, layout.positions, 0), [T, 1, hd]);
     const sin = reshape(gather(tables.sin, layout.positions, 0), [T, 1, hd]);
     const rotate = rotateHalfMatrix(hd, dtype, backend);
-    const causal = new Uint8Array(W * W);
-    for (let i = 0; i < W; i++) for (let j = 0; j <= i; j++) causal[i * W + j] = 1;
-    const ok = logicalAnd(
-      tensor(causal, { shape: [1, 1, 1, W, W], dtype: 'bool', backend }),
-      greater(reshape(layout.slotValid, [R, 1, 1, 1, W]), 0.5),
-    );
-    const bias = where(ok, zeros([], { dtype, backend }), -1e9);
     const scale = 1 / Math.sqrt(hd);
-    /** [T, heads·hd] packed → [R, heads, W, hd] padded. */
-    const toRows = (x: Tensor, heads: number) =>
-      transpose(reshape(gather(x, layout.toPadded, 0), [R, W, heads, hd]), [0, 2, 1, 3]);
+    const blocks = layout.groups.map((g) => {
+      const [R, W] = g.slotValid.shape as [number, number];
+      const causal = new Uint8Array(W * W);
+      for (let i = 0; i < W; i++) for (let j = 0; j <= i; j++) causal[i * W + j] = 1;
+      const ok = logicalAnd(
+        tensor(causal, { shape: [1, 1, 1, W, W], dtype: 'bool', backend }),
+        greater(reshape(g.slotValid, [R, 1, 1, 1, W]), 0.5),
+      );
+      return { R, W, toPadded: g.toPadded, bias: where(ok, zeros([], { dtype, backend }), -1e9) };
+    });
+    /** Attention of one group's rows: [R·W, heads·hd] in padded-slot order. */
+    const attend = (q: Tensor, k: Tensor, v: Tensor, b: (typeof blocks)[number]) => {
+      const { R, W } = b;
+      const rows = (x: Tensor, heads: number) => reshape(gather(x, b.toPadded, 0), [R, W, heads, hd]);
+      const qg = reshape(transpose(rows(q, H), [0, 2, 1, 3]), [R, KV, G * W, hd]);
+      // Keys as [R, KV, hd, W]: q·kᵀ then reads them in place (no transposed packing).
+      const kt = transpose(rows(k, KV), [0, 2, 3, 1]);
+      const vr = transpose(rows(v, KV), [0, 2, 1, 3]);
+      const raw = reshape(matmul(qg, kt), [R, KV, G, W, W]);
+      const probs = reshape(softmax(add(mul(raw, scale), b.bias), -1), [R, KV, G * W, W]);
+      return reshape(transpose(reshape(matmul(probs, vr), [R, H, W, hd]), [0, 2, 1, 3]), [R * W, H * hd]);
+    };
     let h = embeds;
     for (const L of params.layers) {
       const x = rmsNorm(h, L.inputNorm, config.rms_norm_eps);
-      const q = applyRope(reshape(linear(x, L.q, L.qBias), [T, H, hd]), cos, sin, rotate);
-      const k = applyRope(reshape(linear(x, L.k, L.kBias), [T, KV, hd]), cos, sin, rotate);
+      const q = reshape(applyRope(reshape(linear(x, L.q, L.qBias), [T, H, hd]), cos, sin, rotate), [T, H * hd]);
+      const k = reshape(applyRope(reshape(linear(x, L.k, L.kBias), [T, KV, hd]), cos, sin, rotate), [T, KV * hd]);
       const v = linear(x, L.v, L.vBias);
-      const qg = reshape(toRows(reshape(q, [T, H * hd]), H), [R, KV, G * W, hd]);
-      // Keys as [R, KV, hd, W]: q·kᵀ then reads them in place (no transposed packing).
-      const kt = transpose(reshape(gather(reshape(k, [T, KV * hd]), layout.toPadded, 0), [R, W, KV, hd]), [0, 2, 3, 1]);
-      const vr = toRows(v, KV);
-      const raw = reshape(matmul(qg, kt), [R, KV, G, W, W]);
-      const probs = reshape(softmax(add(mul(raw, scale), bias), -1), [R, KV, G * W, W]);
-      const ctx = reshape(transpose(reshape(matmul(probs, vr), [R, H, W, hd]), [0, 2, 1, 3]), [R * W, H * hd]);
+      const parts = blocks.map((b) => attend(q, k, v, b));
+      const ctx = parts.length === 1 ? parts[0]! : concat(parts, 0);
       h = add(h, linear(gather(ctx, layout.toPacked, 0), L.o));
       const y = rmsNorm(h, L.postNorm, config.rms_norm_eps);
       h = add(h, linear(mul(silu(linear(y, L.gate)), linear(y, L.up)), L.down));

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import * as T from '@softgrad/tensor';
 import { parseConfig, type TransformerConfig } from '../src/config.js';
 import {
-  createDecodeState, decodeStep, disposeCache, disposeDecodeParams, disposeDecodeState, emptyCache, forward, initParams, prepareDecodeParams,
+  createDecodeState, decodeStep, disposeCache, disposeDecodeParams, disposeDecodeState, emptyCache, forward, forwardPacked, initParams, packLayout,
+  prepareDecodeParams,
   type ModelParams,
 } from '../src/model.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -209,6 +210,34 @@ describe('transformer forward', () => {
         });
       }
     }
+  });
+
+  it('forwardPacked: rows packed end to end, grouped by length, give each row\'s logits as if run alone', async () => {
+    const config = tinyConfig({ model_type: 'qwen2', attention_bias: true });
+    const params = initParams(config, 9, { dtype: 'float64', std: 0.3 });
+    const lengths = [5, 1, 9, 3, 7, 2, 12];
+    const seqs = lengths.map((n, r) => Array.from({ length: n }, (_, i) => (r * 7 + i * 3 + 1) % 11));
+    const alone = await Promise.all(seqs.map(async (ids) => {
+      const out = forward(config, params, { ids: T.tensor([ids], { dtype: 'int32' }) });
+      const l = ((await out.logits.toArray()) as number[][][])[0]!;
+      out.logits.dispose();
+      out.hidden.dispose();
+      return l;
+    }));
+    for (const opts of [{}, { groups: 1 }, { groups: 3, widthBucket: 4, tokenBucket: 8 }, { groups: 7, widthBucket: 1, tokenBucket: 1 }, { groups: 50 }]) {
+      const { layout, starts, tokens } = packLayout(lengths, { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
+      expect(tokens).toBeGreaterThanOrEqual(lengths.reduce((a, b) => a + b, 0));
+      const flat = new Int32Array(tokens);
+      seqs.forEach((ids, r) => flat.set(ids, starts[r]!));
+      const idsT = T.tensor(flat, { dtype: 'int32' });
+      const embeds = T.gather(params.embed, idsT, 0);
+      const logits = (await forwardPacked(config, params, embeds, layout).toArray()) as number[][];
+      seqs.forEach((ids, r) => ids.forEach((_, i) => expect(maxAbsDiff(logits[starts[r]! + i]!, alone[r]![i]!)).toBeLessThan(1e-12)));
+      T.treeDispose([layout, idsT, embeds]);
+    }
+    expect(() => packLayout([3, 0], { dtype: 'float64', backend: T.getDefaultBackend() })).toThrow(/row 1 has length 0/);
+    expect(() => packLayout([3], { dtype: 'float64', backend: T.getDefaultBackend() }, { groups: 0 })).toThrow(/groups must be a positive integer/);
+    T.treeDispose(params);
   });
 
   it('left-padded batch rows equal the same prompts run alone, also when decoding on', async () => {

@@ -27,6 +27,46 @@ export interface FusionOptions {
 type ElementwiseOp = Extract<Op, { kind: 'unary' | 'binary' | 'where' | 'cast' | 'full' }>;
 type ViewOp = Extract<Op, { kind: 'transpose' | 'broadcastTo' | 'slice' }>;
 
+/**
+ * Kernel-axis → view-axis map (with each kernel axis's stride multiplier) and base coordinates
+ * re-expressed on `to`, when `from` is `to` with axes split into consecutive factors (and
+ * size-1 axes added or dropped): x.reshape([.., 4, 16, ..]) of a [.., 64, ..] view. Null when
+ * the reshape merges axes instead.
+ */
+function splitAxes(
+  from: Shape, to: Shape, axisOf: number[], mult: number[], base: number[],
+): { axisOf: number[]; mult: number[]; base: number[] } | null {
+  const a = from.flatMap((n, k) => (n === 1 ? [] : [k]));
+  const b = to.flatMap((n, k) => (n === 1 ? [] : [k]));
+  const onto = new Array<number>(from.length).fill(-1);
+  const factor = new Array<number>(from.length).fill(1);
+  const nb = to.map(() => 0);
+  let i = 0;
+  for (const j of b) {
+    const group: number[] = [];
+    let prod = 1;
+    while (prod < to[j]! && i < a.length) {
+      prod *= from[a[i]!]!;
+      group.push(a[i++]!);
+    }
+    if (prod !== to[j]) return null;
+    let inner = 1;
+    for (let g = group.length - 1; g >= 0; g--) {
+      const k = group[g]!;
+      onto[k] = j;
+      factor[k] = inner;
+      nb[j] += base[k]! * inner;
+      inner *= from[k]!;
+    }
+  }
+  if (i !== a.length) return null;
+  return {
+    axisOf: axisOf.map((k) => (k < 0 || onto[k]! < 0 ? -1 : onto[k]!)),
+    mult: axisOf.map((k, d) => (k < 0 || onto[k]! < 0 ? 1 : mult[d]! * factor[k]!)),
+    base: nb,
+  };
+}
+
 function isElementwise(op: Op): op is ElementwiseOp {
   return op.kind === 'unary' || op.kind === 'binary' || op.kind === 'where' || op.kind === 'cast' || op.kind === 'full';
 }
@@ -178,12 +218,23 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
         // axisOf[d]: the view axis kernel axis d moves (−1: broadcast); base: view coordinate at index 0.
         const lead = rank - sh.length;
         let axisOf = S.map((_, d) => (d < lead || sh[d - lead] === 1 ? -1 : d - lead));
+        // mult[d]: kernel axis d steps its view axis by this many elements per index (from split reshapes).
+        let mult = S.map(() => 1);
         let base = sh.map(() => 0);
         for (;;) {
           const pi = producer[vv]!;
           const pop = pi >= 0 ? ops[pi]! : undefined;
           if (!pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
           const inShape = pop.x.shape;
+          // A reshape between the view op and this read that splits axes or adds/drops size-1
+          // ones (q[.., 64] read as [.., 4, 16]): move the coordinates onto the op's output axes.
+          const opOut = pop.kind === 'slice' ? pop.sizes : pop.kind === 'transpose' ? pop.perm.map((q) => inShape[q]!) : pop.shape;
+          if (!shapesEqual(sh, opOut)) {
+            const moved = splitAxes(sh, opOut, axisOf, mult, base);
+            if (!moved) break;
+            ({ axisOf, mult, base } = moved);
+            sh = opOut;
+          }
           if (pop.kind === 'slice') {
             if (!shapesEqual(sh, pop.sizes)) break;
             base = base.map((b, k) => b + pop.starts[k]!);
@@ -203,7 +254,7 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
           sh = inShape;
         }
         const vs = stridesOf(sh);
-        strides = axisOf.map((k) => (k < 0 ? 0 : vs[k]!));
+        strides = axisOf.map((k, d) => (k < 0 ? 0 : vs[k]! * mult[d]!));
         offset = base.reduce((a, b, k) => a + b * vs[k]!, 0);
       } else {
         strides = flatStrides;

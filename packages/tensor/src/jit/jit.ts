@@ -230,6 +230,13 @@ function trace(
 // ---------------------------------------------------------------------------------------
 // The transformation
 
+/** SOFTGRAD_JIT_LOG=1 reports every trace on stderr: which function, how long, for which shapes. */
+function jitLogEnabled(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.['SOFTGRAD_JIT_LOG'];
+  return v !== undefined && v !== '' && v !== '0';
+}
+
 /** Every jitted function alive, so their compiled programs can all be released at once. */
 const registry = new Set<WeakRef<{ dispose(): void }>>();
 
@@ -271,8 +278,13 @@ export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions
       cache.delete(signature); // re-inserted below: Map order is recency order
     } else {
       const fusion = options.fuse === false || !backend.runFused ? null : { dtypes: fusableDTypes(backend), maxBuffers: backend.maxFusedBuffers };
+      const t0 = performance.now();
       compiled = trace(f, args, flat, backend, name, donate, fusion);
       traces++;
+      if (jitLogEnabled()) {
+        const shapes = tensors.map((t) => t.shape.join('×') || 'scalar').join(' ');
+        console.error(`jit: traced ${name} (#${traces}, ${(performance.now() - t0).toFixed(0)} ms, ${compiled.exec.counts.ops} ops) for ${shapes}`);
+      }
       if (cache.size >= maxEntries) {
         const [oldKey, old] = cache.entries().next().value as [string, Compiled];
         cache.delete(oldKey);

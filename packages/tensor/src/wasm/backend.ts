@@ -63,6 +63,8 @@ function defaultThreads(): number {
 
 export interface WasmBackendStats extends BackendStats, HeapStats {
   compiledKernels: number;
+  /** Milliseconds spent generating and compiling fused kernels (new shapes cost this once each). */
+  kernelCompileMs: number;
 }
 
 export class WasmBackend implements Backend {
@@ -199,7 +201,7 @@ export class WasmBackend implements Backend {
 
   stats(): WasmBackendStats {
     const h = this.heap.stats();
-    return { ...h, compiledKernels: this.kernels.size };
+    return { ...h, compiledKernels: this.kernels.size, kernelCompileMs: this.kernels.compileMs };
   }
 
   // ------------------------------------------------------------------ fused kernels
@@ -483,6 +485,8 @@ export class WasmBackend implements Backend {
     return out;
   }
 
+  private scatterScratch = new Float64Array(0);
+
   scatterAdd(updates: BufferView, indices: BufferView, axis: number, outShape: Shape): BackendBuffer {
     if (indices.dtype !== 'int32') throw new Error(`scatterAdd: indices must be int32, got ${indices.dtype}`);
     if (updates.dtype === 'bool') {
@@ -499,9 +503,17 @@ export class WasmBackend implements Backend {
     }
     // Sequential accumulation in index order (deterministic), in doubles so repeated float32
     // updates round once, as the CPU backend does.
-    const acc = updates.dtype === 'int32'
-      ? scatterRows(new Int32Array(n), u as Int32Array, idx, outer, d, inner)
-      : scatterRows(new Float64Array(n), u as Float32Array | Float64Array, idx, outer, d, inner);
+    let acc: Int32Array | Float64Array;
+    if (updates.dtype === 'int32') {
+      acc = scatterRows(new Int32Array(n), u as Int32Array, idx, outer, d, inner);
+    } else {
+      // The double accumulator is kept between calls: scatter-adds of activations' gradients
+      // come every training step, and a fresh megabyte array each time costs more than the adds.
+      if (this.scatterScratch.length < n) this.scatterScratch = new Float64Array(n);
+      acc = this.scatterScratch.subarray(0, n);
+      acc.fill(0);
+      scatterRows(acc, u as Float32Array | Float64Array, idx, outer, d, inner);
+    }
     const out = this.alloc(n, updates.dtype);
     this.view(out, updates.dtype, n).set(acc as never);
     return out;

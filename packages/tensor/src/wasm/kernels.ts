@@ -33,17 +33,31 @@ export function planKey(k: FusedKernel, plan: LoopPlan): string {
 export class KernelCache {
   private readonly compiled = new Map<string, CompiledKernel | 'unsupported'>();
   compiles = 0;
+  /** Milliseconds spent generating and compiling kernels so far. */
+  compileMs = 0;
 
   constructor(private readonly memory: WebAssembly.Memory, private readonly memoryImport: MemoryImport) {}
 
   /** The compiled kernel, or null when this kernel needs the JS fallback (float64, int32 division, ...). */
   get(k: FusedKernel): CompiledKernel | null {
+    // A jitted program runs the same kernel objects every call: skip planning and keying them.
+    const memo = this.byObject.get(k);
+    if (memo !== undefined) return memo;
+    const found = this.lookup(k);
+    this.byObject.set(k, found);
+    return found;
+  }
+
+  private readonly byObject = new WeakMap<FusedKernel, CompiledKernel | null>();
+
+  private lookup(k: FusedKernel): CompiledKernel | null {
     const plan = planLoops(k);
     const key = planKey(k, plan);
     const hit = this.compiled.get(key);
     if (hit === 'unsupported') return null;
     if (hit) return { ...hit, plan, outputSizes: k.outputs.map((o) => fusedOutputSize(k, o)), workPerUnit: work(plan) };
     validateFusedKernel(k);
+    const t0 = performance.now();
     let code;
     try {
       code = compileKernel(k, this.memoryImport);
@@ -65,6 +79,7 @@ export class KernelCache {
     };
     this.compiled.set(key, entry);
     this.compiles++;
+    this.compileMs += performance.now() - t0;
     return entry;
   }
 
