@@ -113,7 +113,14 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const invTauAnswer = 1 / batch.answerTau;
   const lens = rollouts.map((r) => r.promptIds.length + r.cotTokens.length + r.prefillIds.length + r.answerIds.length);
   const R = rollouts.length;
-  const { layout, starts, tokens: Tn } = packLayout(lens, like, options);
+  // The samples of one prompt share its tokens but the last (whose logits predict each
+  // sample's own first CoT step): packed once, attended to by all of them.
+  const prefixOf = rollouts.map((ro) => (ro.promptIds.length >= 2 ? ro.promptIndex : -1));
+  const prefixLengths: number[] = [];
+  rollouts.forEach((ro) => {
+    if (ro.promptIds.length >= 2) prefixLengths[ro.promptIndex] = ro.promptIds.length - 1;
+  });
+  const { layout, tokenIndex, tokens: Tn } = packLayout(lens, like, options, { prefixOf, prefixLengths });
   const ids = new Int32Array(Tn);
   const isSoft = new Uint8Array(Tn);
   const softSlot = new Int32Array(Tn);
@@ -122,39 +129,42 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const hardWeight = new Float64Array(Tn);
   const softTarget = new Int32Array(Tn);
   const softWeight = new Float64Array(Tn);
+  // Tokens that score nothing (prompt, prefill, fill) stay on the dropped row R.
   const rowOf = new Int32Array(Tn).fill(R);
   rollouts.forEach((ro, r) => {
-    let at = starts[r]!;
     const row = picked[r]!;
-    const put = (id: number) => {
-      ids[at] = id;
-      at++;
+    let i = 0;
+    const at = (k: number) => tokenIndex(r, k);
+    /** Position i scores the input at i + 1: its target and weights. */
+    const predicts = () => {
+      const pred = at(i - 1);
+      rowOf[pred] = r;
+      return pred;
     };
-    for (const id of ro.promptIds) put(id);
+    for (const id of ro.promptIds) ids[at(i++)] = id;
     ro.cotTokens.forEach((tok, t) => {
-      const pred = at - 1;
+      const pred = predicts();
       invTau[pred] = invTauCot;
+      const here = at(i++);
       if (soft) {
-        isSoft[at] = 1;
-        softSlot[at] = row * L + t;
+        isSoft[here] = 1;
+        softSlot[here] = row * L + t;
         softTarget[pred] = row * L + t;
         softWeight[pred] = 1;
-        at++;
       } else {
         hardTarget[pred] = tok;
         hardWeight[pred] = 1;
-        put(tok);
+        ids[here] = tok;
       }
     });
-    for (const id of ro.prefillIds) put(id);
+    for (const id of ro.prefillIds) ids[at(i++)] = id;
     for (const id of ro.answerIds) {
-      const pred = at - 1;
+      const pred = predicts();
       invTau[pred] = invTauAnswer;
       hardTarget[pred] = id;
       hardWeight[pred] = 1;
-      put(id);
+      ids[at(i++)] = id;
     }
-    rowOf.fill(r, starts[r]!, at);
   });
   const { dtype, backend } = like;
   const f = (a: Float64Array, shape: number[]) => T.tensor(dtype === 'float64' ? a : Float32Array.from(a), { shape, dtype, backend });

@@ -44,3 +44,50 @@ export function bitsToUnitFloat(bits: number): number {
   u32view[0] = (bits >>> 9) | 0x3f800000;
   return f32view[0]! - 1;
 }
+
+/**
+ * The float32 uniforms of Backend.randomUniform for elements [0, out.length), written into
+ * `out` (the bits of element i are those of randomBitsAt(key, i)). The rounds are unrolled
+ * and nothing is allocated per element: this runs for every random draw of a rollout step.
+ */
+export function fillUniformFloat32(key: readonly [number, number], out: Float32Array): void {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  const ks0 = key[0] >>> 0;
+  const ks1 = key[1] >>> 0;
+  const ks2 = (ks0 ^ ks1 ^ 0x1bd11bda) >>> 0;
+  const n = out.length;
+  for (let p = 0; 2 * p < n; p++) {
+    let a = (p + ks0) | 0;
+    let b = ks1 | 0;
+    // Five blocks of four rounds, rotations alternating between the two sets, key injections between blocks.
+    a = (a + b) | 0; b = (b << 13) | (b >>> 19); b ^= a;
+    a = (a + b) | 0; b = (b << 15) | (b >>> 17); b ^= a;
+    a = (a + b) | 0; b = (b << 26) | (b >>> 6); b ^= a;
+    a = (a + b) | 0; b = (b << 6) | (b >>> 26); b ^= a;
+    a = (a + ks1) | 0; b = (b + ks2 + 1) | 0;
+    a = (a + b) | 0; b = (b << 17) | (b >>> 15); b ^= a;
+    a = (a + b) | 0; b = (b << 29) | (b >>> 3); b ^= a;
+    a = (a + b) | 0; b = (b << 16) | (b >>> 16); b ^= a;
+    a = (a + b) | 0; b = (b << 24) | (b >>> 8); b ^= a;
+    a = (a + ks2) | 0; b = (b + ks0 + 2) | 0;
+    a = (a + b) | 0; b = (b << 13) | (b >>> 19); b ^= a;
+    a = (a + b) | 0; b = (b << 15) | (b >>> 17); b ^= a;
+    a = (a + b) | 0; b = (b << 26) | (b >>> 6); b ^= a;
+    a = (a + b) | 0; b = (b << 6) | (b >>> 26); b ^= a;
+    a = (a + ks0) | 0; b = (b + ks1 + 3) | 0;
+    a = (a + b) | 0; b = (b << 17) | (b >>> 15); b ^= a;
+    a = (a + b) | 0; b = (b << 29) | (b >>> 3); b ^= a;
+    a = (a + b) | 0; b = (b << 16) | (b >>> 16); b ^= a;
+    a = (a + b) | 0; b = (b << 24) | (b >>> 8); b ^= a;
+    a = (a + ks1) | 0; b = (b + ks2 + 4) | 0;
+    a = (a + b) | 0; b = (b << 13) | (b >>> 19); b ^= a;
+    a = (a + b) | 0; b = (b << 15) | (b >>> 17); b ^= a;
+    a = (a + b) | 0; b = (b << 26) | (b >>> 6); b ^= a;
+    a = (a + b) | 0; b = (b << 6) | (b >>> 26); b ^= a;
+    a = (a + ks2) | 0; b = (b + ks0 + 5) | 0;
+    // bits → [1, 2) by the exponent trick, then − 1 below (exact in float32).
+    bits[2 * p] = (a >>> 9) | 0x3f800000;
+    if (2 * p + 1 < n) bits[2 * p + 1] = (b >>> 9) | 0x3f800000;
+  }
+  for (let i = 0; i < n; i++) out[i] = out[i]! - 1;
+}

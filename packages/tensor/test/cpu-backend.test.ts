@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp } from '../src/backend.js';
 import { allocTyped, type DType, type TypedArray } from '../src/dtype.js';
 import { sizeOf, type Shape } from '../src/shape.js';
-import { bitsToUnitFloat, randomBitsAt, threefry2x32 } from '../src/threefry.js';
+import { bitsToUnitFloat, fillUniformFloat32, randomBitsAt, threefry2x32 } from '../src/threefry.js';
 import { createCpuBackend, type CpuBackend } from '../src/cpu/index.js';
 
 const RUNS = { numRuns: 50 };
@@ -686,6 +686,14 @@ describe('cpu backend: cast, random, storage', () => {
     expect(hex(threefry2x32(0, 0, 0, 0))).toEqual([0x6b200159, 0x99ba4efe]);
     expect(hex(threefry2x32(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff))).toEqual([0x1cb996fc, 0xbb002be7]);
     expect(hex(threefry2x32(0x13198a2e, 0x03707344, 0x243f6a88, 0x85a308d3))).toEqual([0xc4923a9c, 0x483df7a0]);
+  });
+
+  it('fillUniformFloat32 (the unrolled generator the WebAssembly backend uses) gives the rule\'s floats bit for bit', () => {
+    for (const [k0, k1, size] of [[0, 0, 1], [42, 7, 999], [0xffffffff, 123, 1000], [0x9e3779b9, 0x7f4a7c15, 2]] as const) {
+      const out = new Float32Array(size);
+      fillUniformFloat32([k0, k1], out);
+      for (let i = 0; i < size; i++) expect(out[i]).toBe(bitsToUnitFloat(randomBitsAt([k0, k1], i)));
+    }
   });
 
   it('randomUniform follows the documented threefry rule bit for bit, in [0, 1)', () => {

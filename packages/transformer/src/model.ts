@@ -568,13 +568,25 @@ export interface PackLayoutOptions {
 }
 
 /**
- * The layout of rows of these lengths packed end to end in the order given. Returns it with
- * where each row starts in the packed order and the packed length (the token count rounded
- * up: positions past the rows are fill, belonging to no row).
+ * Rows that begin with the same tokens (the G samples of one prompt): `prefixOf[r]` names row
+ * r's shared prefix (−1: none) and `prefixLengths[p]` its length. A shared prefix is packed
+ * once and every row using it attends to that one copy; its tokens' results are the same for
+ * every such row (causal attention sees only the prefix), so token-wise work on it runs once.
+ */
+export interface SharedPrefixes {
+  prefixOf: readonly number[];
+  prefixLengths: readonly number[];
+}
+
+/**
+ * The layout of rows of these lengths packed in the order given (each shared prefix just
+ * before the first row that uses it). Returns it with `tokenIndex(r, i)`, the packed position
+ * of row r's token i, and the packed length (the token count rounded up: positions past the
+ * rows are fill, belonging to no row).
  */
 export function packLayout(
-  lengths: readonly number[], place: { dtype: DType; backend: Backend }, options: PackLayoutOptions = {},
-): { layout: PackedLayout; starts: number[]; tokens: number } {
+  lengths: readonly number[], place: { dtype: DType; backend: Backend }, options: PackLayoutOptions = {}, shared?: SharedPrefixes,
+): { layout: PackedLayout; tokenIndex: (row: number, i: number) => number; tokens: number } {
   const tokenBucket = options.tokenBucket ?? 128;
   const widthBucket = options.widthBucket ?? 16;
   const wanted = options.groups ?? 4;
@@ -586,20 +598,41 @@ export function packLayout(
     if (!Number.isInteger(n) || n < 1) throw new Error(`packLayout: row ${r} has length ${n}; rows need at least one token`);
   });
   const R = lengths.length;
-  const starts: number[] = [];
+  const prefixOf = shared?.prefixOf ?? lengths.map(() => -1);
+  const prefixLengths = shared?.prefixLengths ?? [];
+  if (prefixOf.length !== R) throw new Error(`packLayout: prefixOf has ${prefixOf.length} entries for ${R} rows`);
+  const shareLen = (r: number) => {
+    const q = prefixOf[r]!;
+    if (q < 0) return 0;
+    const n = prefixLengths[q];
+    if (n === undefined || !Number.isInteger(n) || n < 0) throw new Error(`packLayout: row ${r} uses prefix ${q}, which has no valid length`);
+    if (n >= lengths[r]!) throw new Error(`packLayout: row ${r} (${lengths[r]} tokens) must be longer than its shared prefix ${q} (${n} tokens)`);
+    return n;
+  };
+  // Packed order: each prefix once (before its first row), then every row's own tokens.
+  const prefixStart = new Map<number, number>();
+  const ownStart: number[] = [];
+  const ownFrom: number[] = [];
   let total = 0;
-  for (const n of lengths) {
-    starts.push(total);
-    total += n;
+  for (let r = 0; r < R; r++) {
+    const q = prefixOf[r]!;
+    const n = shareLen(r);
+    if (q >= 0 && !prefixStart.has(q)) {
+      prefixStart.set(q, total);
+      total += n;
+    }
+    ownFrom.push(n);
+    ownStart.push(total);
+    total += lengths[r]! - n;
   }
+  const tokenIndex = (r: number, i: number) => (i < ownFrom[r]! ? prefixStart.get(prefixOf[r]!)! + i : ownStart[r]! + i - ownFrom[r]!);
   const tokens = Math.ceil(total / tokenBucket) * tokenBucket;
   const positions = new Int32Array(tokens);
-  lengths.forEach((n, r) => {
-    for (let i = 0; i < n; i++) positions[starts[r]! + i] = i;
-  });
+  for (let r = 0; r < R; r++) for (let i = 0; i < lengths[r]!; i++) positions[tokenIndex(r, i)] = i;
   const order = lengths.map((_, r) => r).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
   const perGroup = Math.ceil(R / Math.min(wanted, R));
   const toPacked = new Int32Array(tokens);
+  const homed = new Uint8Array(tokens);
   const groups: PackedGroup[] = [];
   const f = (a: Float64Array, shape: number[]) => tensor(place.dtype === 'float64' ? a : Float32Array.from(a), { shape, dtype: place.dtype, backend: place.backend });
   let slotBase = 0;
@@ -610,15 +643,24 @@ export function packLayout(
     const slotValid = new Float64Array(perGroup * W);
     rows.forEach((r, j) => {
       for (let i = 0; i < lengths[r]!; i++) {
-        toPadded[j * W + i] = starts[r]! + i;
+        const t = tokenIndex(r, i);
+        toPadded[j * W + i] = t;
         slotValid[j * W + i] = 1;
-        toPacked[starts[r]! + i] = slotBase + j * W + i;
+        // A shared token's result is read from the first row that holds it (all are equal).
+        if (!homed[t]) {
+          toPacked[t] = slotBase + j * W + i;
+          homed[t] = 1;
+        }
       }
     });
     groups.push({ toPadded: tensor(toPadded, { dtype: 'int32', backend: place.backend }), slotValid: f(slotValid, [perGroup, W]) });
     slotBase += perGroup * W;
   }
-  return { layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }) }, starts, tokens };
+  return {
+    layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }) },
+    tokenIndex,
+    tokens,
+  };
 }
 
 /** Logits [T, vocab] of packed input embeddings [T, hidden]. */

@@ -225,16 +225,48 @@ describe('transformer forward', () => {
       return l;
     }));
     for (const opts of [{}, { groups: 1 }, { groups: 3, widthBucket: 4, tokenBucket: 8 }, { groups: 7, widthBucket: 1, tokenBucket: 1 }, { groups: 50 }]) {
-      const { layout, starts, tokens } = packLayout(lengths, { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
+      const { layout, tokenIndex, tokens } = packLayout(lengths, { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
       expect(tokens).toBeGreaterThanOrEqual(lengths.reduce((a, b) => a + b, 0));
       const flat = new Int32Array(tokens);
-      seqs.forEach((ids, r) => flat.set(ids, starts[r]!));
+      seqs.forEach((ids, r) => ids.forEach((id, i) => (flat[tokenIndex(r, i)] = id)));
       const idsT = T.tensor(flat, { dtype: 'int32' });
       const embeds = T.gather(params.embed, idsT, 0);
       const logits = (await forwardPacked(config, params, embeds, layout).toArray()) as number[][];
-      seqs.forEach((ids, r) => ids.forEach((_, i) => expect(maxAbsDiff(logits[starts[r]! + i]!, alone[r]![i]!)).toBeLessThan(1e-12)));
+      seqs.forEach((ids, r) => ids.forEach((_, i) => expect(maxAbsDiff(logits[tokenIndex(r, i)]!, alone[r]![i]!)).toBeLessThan(1e-12)));
       T.treeDispose([layout, idsT, embeds]);
     }
+    // Rows that begin alike share their prefix: packed once, each row's logits still its own.
+    const prefixA = [4, 2, 7];
+    const prefixB = [9, 9];
+    const rowsShared = [[...prefixA, 1, 5], [...prefixB, 3], [...prefixA, 6], [...prefixA, 8, 8, 2, 10], [...prefixB, 1, 1, 1]];
+    const prefixOf = [0, 1, 0, 0, 1];
+    const prefixLengths = [3, 2];
+    const grads: number[][] = [];
+    for (const share of [false, true]) {
+      const lens = rowsShared.map((x) => x.length);
+      const { layout, tokenIndex, tokens } = packLayout(lens, { dtype: 'float64', backend: T.getDefaultBackend() }, { tokenBucket: 1 }, share ? { prefixOf, prefixLengths } : undefined);
+      expect(tokens).toBe(share ? lens.reduce((a, b) => a + b, 0) - 3 * 2 - 2 * 1 : lens.reduce((a, b) => a + b, 0));
+      const flat = new Int32Array(tokens);
+      rowsShared.forEach((ids, r) => ids.forEach((id, i) => (flat[tokenIndex(r, i)] = id)));
+      const idsT = T.tensor(flat, { dtype: 'int32' });
+      // A loss over each row's last position: the gradient must not depend on sharing either.
+      const lastIdx = T.tensor(Int32Array.from(rowsShared, (x, r) => tokenIndex(r, x.length - 1)), { dtype: 'int32' });
+      const loss = (p: ModelParams) => T.sum(T.square(T.gather(forwardPacked(config, p, T.gather(p.embed, idsT, 0), layout), lastIdx, 0)));
+      const [value, g] = T.valueAndGrad(loss)(params);
+      grads.push([await value.item(), ...Array.from(await g.layers[0]!.k.data()), ...Array.from(await g.embed.data())]);
+      const embeds = T.gather(params.embed, idsT, 0);
+      const logits = (await forwardPacked(config, params, embeds, layout).toArray()) as number[][];
+      for (let r = 0; r < rowsShared.length; r++) {
+        const out = forward(config, params, { ids: T.tensor([rowsShared[r]!], { dtype: 'int32' }) });
+        const want = ((await out.logits.toArray()) as number[][][])[0]!;
+        rowsShared[r]!.forEach((_, i) => expect(maxAbsDiff(logits[tokenIndex(r, i)]!, want[i]!)).toBeLessThan(1e-12));
+        out.logits.dispose();
+        out.hidden.dispose();
+      }
+      T.treeDispose([layout, idsT, embeds, lastIdx, value, g]);
+    }
+    expect(maxAbsDiff(grads[1]!, grads[0]!)).toBeLessThan(1e-12);
+    expect(() => packLayout([3, 2], { dtype: 'float64', backend: T.getDefaultBackend() }, {}, { prefixOf: [0, 0], prefixLengths: [2] })).toThrow(/row 1 \(2 tokens\) must be longer than its shared prefix 0/);
     expect(() => packLayout([3, 0], { dtype: 'float64', backend: T.getDefaultBackend() })).toThrow(/row 1 has length 0/);
     expect(() => packLayout([3], { dtype: 'float64', backend: T.getDefaultBackend() }, { groups: 0 })).toThrow(/groups must be a positive integer/);
     T.treeDispose(params);

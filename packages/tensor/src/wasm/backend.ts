@@ -22,7 +22,7 @@ import { DTYPES, type DType, type TypedArray } from '../dtype.js';
 import { fusedOutputSize, type FusedKernel, type FusedNode } from '../fused.js';
 import { runFusedReference } from '../fused-reference.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
-import { bitsToUnitFloat, threefry2x32 } from '../threefry.js';
+import { bitsToUnitFloat, fillUniformFloat32, threefry2x32 } from '../threefry.js';
 import { MAX_PAGES, WasmBuffer, WasmHeap, type HeapStats } from './heap.js';
 import { KernelCache } from './kernels.js';
 import { DEFAULT_GEMM, gemmScratch } from './matmul.js';
@@ -523,6 +523,10 @@ export class WasmBackend implements Backend {
     if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`randomUniform: dtype must be float32 or float64, got ${dtype}`);
     const out = this.alloc(size, dtype);
     const v = this.view(out, dtype, size);
+    if (dtype === 'float32') {
+      fillUniformFloat32(key, v as Float32Array);
+      return out;
+    }
     for (let p = 0; 2 * p < size; p++) {
       const [x0, x1] = threefry2x32(key[0], key[1], p, 0);
       v[2 * p] = bitsToUnitFloat(x0);
