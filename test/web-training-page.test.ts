@@ -87,8 +87,10 @@ describe.skipIf(!haveChromium)('training page in headless Chromium (WebGPU)', ()
     await page.click('#start');
     await page.waitForSelector('body[data-state="training"]', { timeout: 30_000 });
     // The plots fill in while it trains, not only at the end.
-    await page.waitForFunction(() => Number(document.getElementById('plot-reward')!.dataset.points) >= 1, null, { timeout: 60_000 });
-    expect(await page.getAttribute('body', 'data-state')).toBe('training');
+    await page.waitForFunction(
+      () => Number(document.getElementById('plot-reward')!.dataset.points) >= 1 || document.body.dataset.state === 'error', null, { timeout: 60_000 },
+    );
+    expect(await page.getAttribute('body', 'data-state'), `status: ${await page.textContent('#status')}\nconsole:\n${console_.join('\n')}`).toBe('training');
     await page.waitForFunction(() => ['done', 'stopped', 'error'].includes(document.body.dataset.state ?? ''), null, { timeout: 90_000 });
     const seconds = (performance.now() - t0) / 1000;
     const status = await page.textContent('#status');

@@ -491,7 +491,10 @@ function buildFusedCase(shape: number[], seed: number, nInputs: number, nOps: nu
       else add({ kind: 'binary', op: pick(['and', 'or', 'equal', 'notEqual'] as const), a: pick(bs), b: pick(bs), dtype: 'bool' }, true);
     } else if (choice === 'const') {
       const dt = pick<DType>(['float32', 'int32', 'bool']);
-      add({ kind: 'const', value: dt === 'bool' ? Math.round(rnd()) : dt === 'int32' ? Math.floor(rnd() * 7) - 3 : Math.round(rnd() * 40 - 20) / 8, dtype: dt }, true);
+      // Float constants include ±∞ and NaN now and then (masks, finiteness tests): WGSL cannot spell them as literals.
+      const special = [Infinity, -Infinity, NaN];
+      const fval = rnd() < 0.15 ? special[Math.floor(rnd() * 3)]! : Math.round(rnd() * 40 - 20) / 8;
+      add({ kind: 'const', value: dt === 'bool' ? Math.round(rnd()) : dt === 'int32' ? Math.floor(rnd() * 7) - 3 : fval, dtype: dt }, true);
     }
   }
   const last = nodes.length - 1;

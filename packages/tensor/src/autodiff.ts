@@ -249,7 +249,13 @@ function valueAndGradNamed<A extends unknown[]>(
       const leaves: Tensor[] = [];
       const traced = args.map((a, i) => {
         if (!argnums.includes(i)) return a;
-        assertFloatLeaves(name, treeLeaves(a), `argument ${i}`);
+        const argLeaves = treeLeaves(a);
+        if (argLeaves.length === 0) {
+          // Otherwise the "gradient" would be the argument itself, silently.
+          const got = a === null ? 'null' : Array.isArray(a) ? 'an array without tensors' : typeof a === 'object' ? 'an object without tensors' : `a ${typeof a} (${String(a)})`;
+          throw new Error(`${name}: argument ${i} has no tensors to differentiate, got ${got}; pass float tensors (or a pytree of them), or leave it out of argnums`);
+        }
+        assertFloatLeaves(name, argLeaves, `argument ${i}`);
         return treeMap(a, (leaf) => {
           const l = withTraces(level, () => tape.leaf(leaf));
           leaves.push(l);

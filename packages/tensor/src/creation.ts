@@ -1,7 +1,7 @@
 /** Creating tensors from host data. */
 import type { Backend } from './backend.js';
-import { allocTyped, dtypeOfTyped, isDType, type DType, type TypedArray } from './dtype.js';
-import { fmtShape, sizeOf, type Shape } from './shape.js';
+import { AllocationError, allocTyped, dtypeOfTyped, isDType, type DType, type TypedArray } from './dtype.js';
+import { checkShapeDims, fmtShape, sizeOf, type Shape } from './shape.js';
 import { fromBuffer, getDefaultBackend, type NestedArray, Tensor } from './tensor.js';
 
 export interface CreateOptions {
@@ -12,9 +12,36 @@ export interface CreateOptions {
 export type TensorData = number | boolean | TypedArray | readonly (number | boolean | NestedArray)[];
 
 function checkShape(op: string, shape: Shape): void {
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new Error(`${op}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  checkShapeDims(op, shape);
+}
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/** Throws unless v is an int32 value: JS numbers would otherwise wrap (1e10 → 1410065408) or truncate silently. */
+function checkInt32(op: string, v: number, at: number | null): void {
+  if (Number.isInteger(v) && v >= INT32_MIN && v <= INT32_MAX) return;
+  const where = at === null ? '' : ` at index ${at}`;
+  if (!Number.isInteger(v)) {
+    throw new Error(`${op}: ${v}${where} is not an integer; int32 tensors hold integers (cast a float tensor to truncate)`);
   }
+  throw new Error(`${op}: ${v}${where} is outside the int32 range [${INT32_MIN}, ${INT32_MAX}]`);
+}
+
+/**
+ * Host typed arrays a tensor can be made from: Float32/Float64/Int32 as they are, Uint8Array
+ * as bool, and the narrower integer arrays widened to int32. Anything else is an error naming it.
+ */
+function typedSource(op: string, data: ArrayBufferView): TypedArray {
+  if (data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array || data instanceof Uint8Array) return data;
+  if (data instanceof Int8Array || data instanceof Int16Array || data instanceof Uint16Array) return Int32Array.from(data);
+  if (data instanceof Uint32Array) {
+    const i = data.findIndex((v) => v > INT32_MAX);
+    if (i >= 0) throw new Error(`${op}: Uint32Array value ${data[i]} at index ${i} is outside the int32 range; tensors have no unsigned dtype`);
+    return Int32Array.from(data);
+  }
+  const name = data.constructor?.name ?? 'ArrayBufferView';
+  throw new Error(`${op}: ${name} is not supported; pass a Float32Array, Float64Array, Int32Array (Int8/Int16/Uint16/Uint32 are widened to int32) or a Uint8Array (bool)`);
 }
 
 function resolve(op: string, opts: CreateOptions | undefined, fallback: DType): { dtype: DType; backend: Backend } {
@@ -61,7 +88,7 @@ function firstLeaf(data: unknown): unknown {
 export function tensor(data: TensorData, opts?: CreateOptions & { shape?: Shape }): Tensor {
   const op = 'tensor';
   if (ArrayBuffer.isView(data)) {
-    const typed = data as TypedArray;
+    const typed = typedSource(op, data);
     const { dtype, backend } = resolve(op, opts, dtypeOfTyped(typed));
     const shape = opts?.shape ?? [typed.length];
     checkShape(op, shape);
@@ -80,7 +107,9 @@ export function tensor(data: TensorData, opts?: CreateOptions & { shape?: Shape 
     checkShape(op, opts.shape);
     if (sizeOf(opts.shape) !== flat.length) throw new Error(`${op}: shape ${fmtShape(opts.shape)} does not match ${flat.length} elements`);
   }
+  checkShape(op, shape);
   const typed = allocTyped(dtype, flat.length);
+  if (dtype === 'int32') flat.forEach((v, i) => checkInt32(op, v, i));
   for (let i = 0; i < flat.length; i++) typed[i] = dtype === 'bool' ? (flat[i] !== 0 ? 1 : 0) : flat[i]!;
   return fromBuffer(backend, backend.fromTyped(typed, dtype), opts?.shape ?? shape, dtype);
 }
@@ -89,6 +118,7 @@ function convertTyped(src: TypedArray, dtype: DType): TypedArray {
   const out = allocTyped(dtype, src.length);
   for (let i = 0; i < src.length; i++) {
     const v = src[i]!;
+    if (dtype === 'int32') checkInt32('tensor', v, i);
     out[i] = dtype === 'bool' ? (v !== 0 ? 1 : 0) : dtype === 'int32' ? Math.trunc(v) : v;
   }
   return out;
@@ -97,7 +127,14 @@ function convertTyped(src: TypedArray, dtype: DType): TypedArray {
 export function full(shape: Shape, value: number, opts?: CreateOptions): Tensor {
   checkShape('full', shape);
   const { dtype, backend } = resolve('full', opts, 'float32');
-  return fromBuffer(backend, backend.full(sizeOf(shape), dtype, value), shape, dtype);
+  if (typeof value !== 'number' && typeof value !== 'boolean') throw new Error(`full: value must be a number, got ${typeof value}`);
+  if (dtype === 'int32') checkInt32('full', Number(value), null);
+  try {
+    return fromBuffer(backend, backend.full(sizeOf(shape), dtype, value), shape, dtype);
+  } catch (e) {
+    if (e instanceof AllocationError) throw new AllocationError(`full: ${fmtShape(shape)} ${dtype}: ${e.message}`);
+    throw e;
+  }
 }
 
 export function zeros(shape: Shape, opts?: CreateOptions): Tensor {
@@ -131,8 +168,15 @@ export function arange(start: number, stop?: number, step = 1, opts?: CreateOpti
     start = 0;
   }
   if (step === 0 || !Number.isFinite(step)) throw new Error(`arange: step must be a finite non-zero number, got ${step}`);
+  if (!Number.isFinite(start) || !Number.isFinite(stop)) throw new Error(`arange: start and stop must be finite numbers, got ${start} and ${stop}`);
   const n = Math.max(0, Math.ceil((stop - start) / step));
+  checkShape('arange', [n]);
   const { dtype, backend } = resolve('arange', opts, 'float32');
+  if (dtype === 'int32' && n > 0) {
+    checkInt32('arange', start, null);
+    checkInt32('arange', step, null);
+    checkInt32('arange', start + (n - 1) * step, null);
+  }
   const typed = allocTyped(dtype, n);
   for (let i = 0; i < n; i++) typed[i] = start + i * step;
   return fromBuffer(backend, backend.fromTyped(typed, dtype), [n], dtype);

@@ -24,13 +24,33 @@ export function bytesPerElement(dtype: DType): number {
   return dtype === 'float64' ? 8 : dtype === 'bool' ? 1 : 4;
 }
 
+/** Memory for a result could not be had: the ops that hit it add their name and inputs. */
+export class AllocationError extends RangeError {
+  override name = 'AllocationError';
+}
+
 export function allocTyped(dtype: DType, size: number): TypedArray {
-  switch (dtype) {
-    case 'float32': return new Float32Array(size);
-    case 'float64': return new Float64Array(size);
-    case 'int32': return new Int32Array(size);
-    case 'bool': return new Uint8Array(size);
+  try {
+    switch (dtype) {
+      case 'float32': return new Float32Array(size);
+      case 'float64': return new Float64Array(size);
+      case 'int32': return new Int32Array(size);
+      case 'bool': return new Uint8Array(size);
+    }
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new AllocationError(`cannot allocate ${size} ${dtype} elements (${formatBytes(size * bytesPerElement(dtype))}): ${e.message}`);
   }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return `${n.toFixed(u === 0 ? 0 : 2)} ${units[u]}`;
 }
 
 /** The dtype whose typed array this is (Uint8Array reads as bool). */

@@ -10,8 +10,8 @@ setDefaultBackendFactory(createDefaultCpuBackend);
 export type {
   Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp,
 } from './backend.js';
-export { DTYPES, bytesPerElement, isFloat, type DType, type TypedArray } from './dtype.js';
-export { broadcastStrides, collapseDims, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Collapsed, type Shape } from './shape.js';
+export { AllocationError, DTYPES, bytesPerElement, isFloat, type DType, type TypedArray } from './dtype.js';
+export { MAX_AXIS, broadcastStrides, collapseDims, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Collapsed, type Shape } from './shape.js';
 export { threefry2x32, randomBitsAt, bitsToUnitFloat } from './threefry.js';
 export { Tensor, getDefaultBackend, setDefaultBackend, keep, type NestedArray } from './tensor.js';
 export { tensor, full, zeros, ones, scalar, fullLike, zerosLike, onesLike, arange, eye, toBackend, type CreateOptions, type TensorData } from './creation.js';

@@ -7,7 +7,7 @@ import type { BinaryOp, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp 
 import { bind, type Primitive } from './trace.js';
 import { fullLike, scalar } from './creation.js';
 import { isFloat, type DType } from './dtype.js';
-import { fmtShape, normalizeAxes, normalizeAxis, shapesEqual, sizeOf, tryBroadcastShapes, type Shape } from './shape.js';
+import { checkShapeDims, fmtShape, normalizeAxes, normalizeAxis, shapesEqual, sizeOf, tryBroadcastShapes, type Shape } from './shape.js';
 import { alias, fromBuffer, Tensor } from './tensor.js';
 
 export { fullLike, onesLike, zerosLike } from './creation.js';
@@ -555,6 +555,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   if (sizeOf(target) !== x.size) {
     throw new Error(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) into ${fmtShape(target)} (${sizeOf(target)} elements)`);
   }
+  checkShapeDims('reshape', target, 'target shape');
   return bind(reshapePrim, [x], { shape: target });
 }
 
@@ -602,6 +603,7 @@ const broadcastPrim: Primitive<{ shape: number[] }> = {
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   checkTensor('broadcastTo', x);
   x.view('broadcastTo');
+  checkShapeDims('broadcastTo', shape);
   const out = tryBroadcastShapes(x.shape, shape);
   if (!out || x.rank > shape.length || !shapesEqual(out, shape)) {
     throw new Error(`broadcastTo: cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`);

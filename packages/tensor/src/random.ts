@@ -7,8 +7,8 @@
  */
 import type { Backend, TracingBackend } from './backend.js';
 import { isFloat, type DType } from './dtype.js';
-import { argmax, add, cos, log, mul, neg, sqrt, sub } from './ops.js';
-import { fmtShape, sizeOf } from './shape.js';
+import { argmax, add, cos, log, max, mul, neg, sqrt, sub } from './ops.js';
+import { checkShapeDims, fmtShape, sizeOf } from './shape.js';
 import { fromBuffer, getDefaultBackend, type Tensor } from './tensor.js';
 import { threefry2x32 } from './threefry.js';
 
@@ -70,6 +70,7 @@ export function foldIn(k: PRNGKey, data: number): PRNGKey {
 function randomUniformRaw(k: PRNGKey, shape: readonly number[], dtype: DType, backend: Backend): Tensor {
   if (!isFloat(dtype)) throw new Error(`uniform: dtype must be float, got ${dtype}`);
   if (!backend.supportsDType(dtype)) throw new Error(`uniform: the ${backend.name} backend does not support ${dtype}`);
+  checkShapeDims('uniform', shape);
   const size = sizeOf(shape);
   const buf = backend.tracing
     ? (backend as TracingBackend).randomUniformKeyed(k._trace ?? { kind: 'words', words: k.words }, size, dtype)
@@ -136,6 +137,18 @@ export function categorical(k: PRNGKey, logits: Tensor, axis = -1): Tensor {
   checkKey('categorical', k);
   if (logits.dtype !== 'float32' && logits.dtype !== 'float64') {
     throw new Error(`categorical: logits must be float, got ${logits.dtype} ${fmtShape(logits.shape)}`);
+  }
+  if (logits.backend.readSync && !logits.backend.tracing) {
+    // A row with no finite logit is no distribution; argmax of it would quietly give index 0.
+    const m = max(logits, axis);
+    const top = m.dataSync();
+    m.dispose();
+    for (let i = 0; i < top.length; i++) {
+      const v = top[i]!;
+      if (Number.isNaN(v) || v === -Infinity) {
+        throw new Error(`categorical: row ${i} of logits ${fmtShape(logits.shape)} has ${Number.isNaN(v) ? 'a NaN' : 'only −∞'} along axis ${axis}: there is nothing to sample`);
+      }
+    }
   }
   const g = gumbel(k, logits.shape, { dtype: logits.dtype, backend: logits.backend });
   const z = add(logits, g);

@@ -7,6 +7,18 @@ export function sizeOf(shape: Shape): number {
   return n;
 }
 
+/** The largest extent an axis may have (typed arrays index below 2^31 in every engine we run on). */
+export const MAX_AXIS = 2 ** 31 - 1;
+
+/** Throws, naming the op, unless `shape` is an array of non-negative integers no larger than MAX_AXIS. */
+export function checkShapeDims(op: string, shape: unknown, what = 'shape'): asserts shape is Shape {
+  if (!Array.isArray(shape)) throw new Error(`${op}: ${what} must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new Error(`${op}: ${what} must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    if (d > MAX_AXIS) throw new Error(`${op}: ${what} ${fmtShape(shape)} has an axis of ${d}, larger than ${MAX_AXIS}, the most an axis can hold`);
+  }
+}
+
 export function stridesOf(shape: Shape): number[] {
   const s = new Array<number>(shape.length);
   let acc = 1;

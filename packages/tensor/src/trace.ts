@@ -12,6 +12,7 @@
  *
  * This module imports no operations, so ops.ts, autodiff.ts and jit.ts can all depend on it.
  */
+import { AllocationError } from './dtype.js';
 import type { AdSlot, Tensor } from './tensor.js';
 
 export interface Primitive<P = unknown> {
@@ -81,7 +82,16 @@ export function withTraces<T>(n: number, fn: () => T): T {
 
 /** Apply a primitive: evaluate it, then let every active trace that sees an input record it. */
 export function bind<P>(prim: Primitive<P>, inputs: readonly Tensor[], params: P): Tensor {
-  const out = prim.impl(inputs, params);
+  let out: Tensor;
+  try {
+    out = prim.impl(inputs, params);
+  } catch (e) {
+    // Allocation failures surface deep in a backend: say which op asked, on what.
+    if (e instanceof AllocationError && !e.message.startsWith(`${prim.name}:`)) {
+      throw new AllocationError(`${prim.name}: ${e.message} (inputs ${inputs.map((t) => `[${t.shape.join(',')}] ${t.dtype}`).join(', ')})`);
+    }
+    throw e;
+  }
   if (traceStack.length === 0) return out;
   const stack = traceStack;
   for (let level = 0; level < stack.length; level++) {

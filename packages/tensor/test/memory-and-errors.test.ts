@@ -258,6 +258,55 @@ describe('errors name the op, the shapes and the expectation', () => {
     x.dispose(); // idempotent
   });
 
+  it('grad of a function of no tensors refuses instead of returning its input', () => {
+    expect(() => T.grad(() => T.scalar(1))(5)).toThrow('grad: argument 0 has no tensors to differentiate, got a number (5)');
+    expect(() => T.valueAndGrad((_o: unknown) => T.scalar(1))({ a: 'x' })).toThrow(/valueAndGrad: argument 0 has no tensors to differentiate, got an object without tensors/);
+  });
+
+  it('typed arrays: narrower integers widen to int32, the rest is refused by name', async () => {
+    for (const src of [new Int16Array([1, -2]), new Int8Array([1, -2]), new Uint16Array([1, 2]), new Uint32Array([1, 2])]) {
+      const x = T.tensor(src);
+      expect(x.dtype).toBe('int32');
+      expect(Array.from(await x.data())).toEqual(Array.from(src));
+      x.dispose();
+    }
+    expect(() => T.tensor(new Uint32Array([3e9]))).toThrow('tensor: Uint32Array value 3000000000 at index 0 is outside the int32 range');
+    expect(() => T.tensor(new BigInt64Array(2) as unknown as T.TypedArray)).toThrow(/tensor: BigInt64Array is not supported/);
+    expect(() => T.tensor(new Uint8ClampedArray(2) as unknown as T.TypedArray)).toThrow(/tensor: Uint8ClampedArray is not supported/);
+  });
+
+  it('int32 data outside int32, or not integers, is refused instead of wrapping or truncating', () => {
+    expect(() => T.tensor([1e10], { dtype: 'int32' })).toThrow('tensor: 10000000000 at index 0 is outside the int32 range [-2147483648, 2147483647]');
+    expect(() => T.tensor([1, 2.5], { dtype: 'int32' })).toThrow('tensor: 2.5 at index 1 is not an integer');
+    expect(() => T.tensor(new Float64Array([NaN]), { dtype: 'int32' })).toThrow('tensor: NaN at index 0 is not an integer');
+    expect(() => T.full([2], 2 ** 31, { dtype: 'int32' })).toThrow('full: 2147483648 is outside the int32 range');
+    expect(() => T.arange(0, 3, 0.5, { dtype: 'int32' })).toThrow('arange: 0.5 is not an integer');
+  });
+
+  it('categorical over a row with no finite logit is an error, not index 0', () => {
+    withTensors((t) => {
+      const z = t(T.tensor([[0, 1], [-Infinity, -Infinity]]));
+      expect(() => T.categorical(T.key(0), z)).toThrow('categorical: row 1 of logits [2,2] has only −∞ along axis -1: there is nothing to sample');
+      const n = t(T.tensor([[NaN, 0]]));
+      expect(() => T.categorical(T.key(0), n)).toThrow(/row 0 of logits \[1,2\] has a NaN/);
+    });
+  });
+
+  it('shapes with an axis beyond 2^31 − 1 are refused up front, and allocations that fail name the op', () => {
+    withTensors((t) => {
+      const e = t(T.zeros([0]));
+      expect(() => T.reshape(e, [1e20, 0])).toThrow('reshape: target shape [100000000000000000000,0] has an axis of 100000000000000000000, larger than 2147483647');
+      expect(() => T.zeros([2 ** 31, 0])).toThrow(/full: shape \[2147483648,0\] has an axis of 2147483648/);
+      expect(() => T.broadcastTo(e, [2 ** 40, 0])).toThrow(/broadcastTo: shape .* has an axis of/);
+      expect(() => T.uniform(T.key(0), [2 ** 32])).toThrow(/uniform: shape \[4294967296\] has an axis of/);
+      expect(() => T.zeros([1e6, 1e6])).toThrow(/^full: \[1000000,1000000\] float32: /);
+      const a = t(T.zeros([100000, 1]));
+      const b = t(T.zeros([1, 100000]));
+      expect(() => T.add(a, b)).toThrow(/^add: .*\(inputs \[100000,1\] float32, \[1,100000\] float32\)/);
+      expect(() => T.add(a, b)).toThrow(T.AllocationError);
+    });
+  });
+
   it('reshape to a different number of elements', () => {
     withTensors((t) => {
       const x = t(T.zeros([2, 3], { dtype: 'float64' }));

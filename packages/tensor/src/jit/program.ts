@@ -8,7 +8,7 @@
  * place into a buffer nobody needs afterwards (a preallocated cache, a donated argument).
  */
 import type { Backend, BackendBuffer, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp } from '../backend.js';
-import type { DType, TypedArray } from '../dtype.js';
+import { AllocationError, type DType, type TypedArray } from '../dtype.js';
 import type { FusedKernel } from '../fused.js';
 import type { KeyExpr } from '../random.js';
 import type { Shape } from '../shape.js';
@@ -189,8 +189,10 @@ export class Executable {
       if (owned[v] && b !== undefined && b !== keep) be.free(b);
       env[v] = undefined;
     };
+    let at = -1;
     try {
       for (let i = 0; i < ops.length; i++) {
+        at = i;
         const op = ops[i]!;
         let result: BackendBuffer | undefined;
         switch (op.kind) {
@@ -246,6 +248,11 @@ export class Executable {
       env.forEach((b, v) => {
         if (b !== undefined && owned[v]) be.free(b);
       });
+      if (e instanceof AllocationError) {
+        const op = ops[at];
+        const sizes = op ? opOutputs(op).map((v) => `${vars[v]!.size} ${vars[v]!.dtype}`).join(', ') : '?';
+        throw new AllocationError(`jit: ${op?.kind ?? 'an op'} (op ${at + 1} of ${ops.length}, result ${sizes} elements): ${e.message}`);
+      }
       throw e;
     }
     const made = new Map<number, Tensor>();

@@ -9,6 +9,7 @@
  * followed by at least 64 spare bytes, so kernels may read a whole 16-byte vector (or a GEMM
  * panel row) past a buffer's last element.
  */
+import { AllocationError } from '../dtype.js';
 
 export const PAGE_BYTES = 65536;
 /** wasm32 addresses 4 GiB at most. */
@@ -115,7 +116,7 @@ export class WasmHeap {
     const have = this.memory.buffer.byteLength / PAGE_BYTES;
     const need = Math.ceil(end / PAGE_BYTES);
     if (need > MAX_PAGES) {
-      throw new Error(
+      throw new AllocationError(
         `wasm backend: out of memory: ${(end / 2 ** 30).toFixed(2)} GiB needed, WebAssembly memory holds at most 4 GiB; ` +
           'use the JS CPU backend (createCpuBackend) for larger models',
       );
