@@ -134,7 +134,7 @@ const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
 
 console.log(`gpu-bench: mode ${MODE}, node ${process.version}, ${results.machine.cpu} ×${results.machine.cores}, budget ${BUDGET_MS / 1000} s`);
 
-// Dawn's instance must stay referenced for the whole run (shared/WEBGPU-NOTES.md): keep it on
+// Dawn's instance must stay referenced for the whole run (docs/webgpu.md): keep it on
 // globalThis. Our backend and tfjs-backend-webgpu both take it from navigator.gpu.
 const { create, globals } = await import('webgpu');
 Object.assign(globalThis, globals);

@@ -77,7 +77,7 @@ function readSettings(): PageTrainingSettings {
   };
 }
 
-// A new kind starts from the paper's temperature for it (SPEC §1); τ stays editable.
+// A new kind starts from the paper's temperature for it (docs/method.md); τ stays editable.
 field('kind').addEventListener('change', () => {
   field('tau').value = String(DEFAULT_TAU[field('kind').value as CotKind]);
 });

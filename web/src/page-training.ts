@@ -1,5 +1,5 @@
 /**
- * RL training in the page: the same step as `softgrad train` (SPEC §1: B prompts × G samples
+ * RL training in the page: the same step as `softgrad train` (docs/method.md: B prompts × G samples
  * with the chosen CoT kind, rewards, RLOO advantages, the surrogate's gradient, one AdamW
  * update on a cosine schedule), without run directories or checkpoints, reporting each step,
  * each validation and each CoT step of the first sample to the page as they happen.

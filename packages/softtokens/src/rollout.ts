@@ -1,5 +1,5 @@
 /**
- * Rollouts of SPEC §1: B prompts × G samples decoded together with a KV cache. The chain of
+ * Rollouts of the method (docs/method.md, "Rollouts"): B prompts × G samples decoded together with a KV cache. The chain of
  * thought is hard (sampled or greedy tokens) or soft/fuzzy (the probability-weighted mixture
  * of the full embedding matrix at temperature τ, plus Gaussian noise σ when sampling), with
  * an argmax *shadow* sequence that decides when the CoT stops. Then the answer prefill and

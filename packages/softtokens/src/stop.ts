@@ -1,6 +1,6 @@
 /**
- * When a chain of thought stops, and which answer prefill follows it (SPEC §1, "Stopping with
- * real tokenizers").
+ * When a chain of thought stops, and which answer prefill follows it (docs/method.md, "Rollouts"
+ * explains the rule).
  *
  * The CoT stops at the first token boundary where the decoded (shadow) text ends with
  * `The final answer is:`, with or without the trailing space. Both forms are needed: with
