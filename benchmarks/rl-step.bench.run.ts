@@ -130,7 +130,7 @@ it('RL step wall time (rollout + RLOO valueAndGrad + AdamW), CPU', async () => {
         rows,
       ),
       '[cpu] Peer: no peer — no other engine implements soft-token RL rollouts and their RLOO estimator; figures stand alone.',
-      '[cpu] rollout tokens = prompt prefill + CoT + answer prefill + answer tokens the model processed (the rollout's `tokensProcessed`);',
+      '[cpu] rollout tokens = prompt prefill + CoT + answer prefill + answer tokens the model processed (RolloutBatch.tokensProcessed);',
       '[cpu] scored tokens = rows × longest packed sequence fed to the rlooLoss forward/backward. Medians over the timed steps, after one warm-up step.',
       `[cpu] total bench time ${((performance.now() - t0) / 1000).toFixed(0)} s`,
       '',

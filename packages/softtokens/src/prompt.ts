@@ -26,16 +26,6 @@ export function formatPrompt(question: string): string {
   return PROMPT_TEMPLATE.replace('QUESTION', () => question.trim());
 }
 
-/** Whether a decoded chain of thought has reached the stop string. */
-export function endsWithStopString(text: string): boolean {
-  return text.endsWith(STOP_STRING);
-}
-
-/** The answer prefill for a CoT that stopped early (`true`) or hit its length limit. */
-export function answerPrefill(stoppedEarly: boolean): string {
-  return stoppedEarly ? PREFILL_STOPPED : PREFILL_AT_LIMIT;
-}
-
 export interface SupervisedTargetOptions {
   /** Keep GSM8K's `<<3+4=7>>` calculator annotations (default false: they are not reasoning). */
   readonly keepAnnotations?: boolean;

@@ -4,11 +4,10 @@ import {
   PREFILL_STOPPED,
   PROMPT_TEMPLATE,
   STOP_STRING,
-  answerPrefill,
-  endsWithStopString,
   formatPrompt,
   formatSupervisedTarget,
 } from '../src/prompt.js';
+import { chooseAnswerPrefill, stopMatchOf } from '../src/stop.js';
 import { generateTask } from '../src/task.js';
 import { reward } from '../src/rewards.js';
 
@@ -30,10 +29,6 @@ describe('prompt', () => {
     expect(STOP_STRING).toBe('The final answer is: ');
     expect(PREFILL_STOPPED).toBe('\\boxed{');
     expect(PREFILL_AT_LIMIT).toBe('The final answer is: \\boxed{');
-    expect(answerPrefill(true)).toBe(PREFILL_STOPPED);
-    expect(answerPrefill(false)).toBe(PREFILL_AT_LIMIT);
-    expect(endsWithStopString('x = 7. The final answer is: ')).toBe(true);
-    expect(endsWithStopString('The final answer is:')).toBe(false);
   });
 });
 
@@ -55,7 +50,8 @@ describe('formatSupervisedTarget', () => {
       const full = formatPrompt(item.question) + formatSupervisedTarget(item.answer);
       const stop = full.lastIndexOf(STOP_STRING) + STOP_STRING.length;
       const cot = full.slice(0, stop);
-      expect(endsWithStopString(cot)).toBe(true);
+      expect(stopMatchOf(cot)).toBe('with-space');
+      expect(chooseAnswerPrefill(cot, true)).toBe(PREFILL_STOPPED);
       const rest = full.slice(stop);
       expect(rest.startsWith(PREFILL_STOPPED)).toBe(true);
       expect(reward(rest, String(item.meta.result))).toBe(100);

@@ -9,7 +9,10 @@ export interface CreateOptions {
   backend?: Backend;
 }
 
-export type TensorData = number | boolean | TypedArray | readonly (number | boolean | NestedArray)[];
+/** Host integer arrays accepted and widened to int32. */
+export type NarrowIntArray = Int8Array | Int16Array | Uint16Array | Uint32Array;
+
+export type TensorData = number | boolean | TypedArray | NarrowIntArray | readonly (number | boolean | NestedArray)[];
 
 function checkShape(op: string, shape: Shape): void {
   checkShapeDims(op, shape);

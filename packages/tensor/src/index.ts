@@ -14,7 +14,7 @@ export { AllocationError, DTYPES, bytesPerElement, isFloat, type DType, type Typ
 export { MAX_AXIS, broadcastStrides, collapseDims, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Collapsed, type Shape } from './shape.js';
 export { threefry2x32, randomBitsAt, bitsToUnitFloat } from './threefry.js';
 export { Tensor, getDefaultBackend, setDefaultBackend, keep, type NestedArray } from './tensor.js';
-export { tensor, full, zeros, ones, scalar, fullLike, zerosLike, onesLike, arange, eye, toBackend, type CreateOptions, type TensorData } from './creation.js';
+export { tensor, full, zeros, ones, scalar, fullLike, zerosLike, onesLike, arange, eye, toBackend, type CreateOptions, type NarrowIntArray, type TensorData } from './creation.js';
 export {
   neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, sin, cos, sign, logicalNot, reciprocal, square,
   add, sub, mul, div, pow, maximum, minimum, less, lessEqual, greater, greaterEqual, equal, notEqual, logicalAnd, logicalOr,
