@@ -5,7 +5,7 @@ import { forward, initParams, parseConfig } from '@softgrad/transformer';
 import { builtinTokenizer } from '../src/builtin.js';
 import { trainingCotSettings } from '../src/modes.js';
 import { disposeRolloutBatch, rollout, rolloutSoftInputs } from '../src/rollout.js';
-import { gaussianLogDensity, rlooAdvantages, rlooLoss, rlooSurrogate, sequenceLogProbs } from '../src/estimator.js';
+import { gaussianLogDensity, rlooAdvantages, rlooLoss, rlooSurrogate, rlooValueAndGrad, sequenceLogProbs } from '../src/estimator.js';
 import { formatPrompt } from '../src/prompt.js';
 
 const f64 = { dtype: 'float64' as const };
@@ -141,6 +141,33 @@ describe('the RLOO loss of a transformer', () => {
       batch.softInputs?.dispose();
     }
     T.treeDispose(params);
+  });
+
+  it('rlooValueAndGrad (one jitted program) equals valueAndGrad of rlooLoss, in float64 and on the wasm backend in float32', async () => {
+    const tokenizer = builtinTokenizer();
+    const config = parseConfig({
+      model_type: 'qwen2', vocab_size: tokenizer.vocabSize, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
+      num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true, attention_bias: true,
+    }, 'tiny');
+    const prompts = [formatPrompt('Tom has 3 apples.'), formatPrompt('Ann has 2 pens and 4 more.')];
+    for (const [dtype, tol] of [['float64', 1e-10], ['float32', 2e-4]] as const) {
+      const params = initParams(config, 4, { std: 0.5, dtype });
+      for (const kind of ['hard', 'soft', 'fuzzy'] as const) {
+        const batch = await rollout({ config, params, tokenizer, prompts, samples: 4, cot: trainingCotSettings(kind), maxCot: 6, maxAnswer: 3, answerSample: true, key: T.key(8) });
+        const adv = rlooAdvantages([[100, 0, 10, 0], [0, 10, 100, 100]]);
+        const [l1, g1] = T.valueAndGrad((p: typeof params) => rlooLoss(config, p, batch, adv))(params);
+        const [l2, g2] = rlooValueAndGrad(config, params, batch, adv);
+        const a = [await l1.item(), ...(await Promise.all(T.treeLeaves(g1).map(async (t) => Array.from(await t.data())))).flat()];
+        const b = [await l2.item(), ...(await Promise.all(T.treeLeaves(g2).map(async (t) => Array.from(await t.data())))).flat()];
+        expect(b.length).toBe(a.length);
+        const scale = Math.max(1, ...a.map(Math.abs));
+        const worst = Math.max(...a.map((x, i) => Math.abs(x - b[i]!)));
+        expect(worst / scale, `${dtype} ${kind}`).toBeLessThan(tol);
+        T.treeDispose([l1, g1, l2, g2]);
+        disposeRolloutBatch(batch);
+      }
+      T.treeDispose(params);
+    }
   });
 
   it('packs rollouts so that every ℓ equals an independent computation on the unpacked sequence (hard and soft, float64)', async () => {
