@@ -287,7 +287,8 @@ it('softgrad vs PyTorch on this CPU: matmul, training step, decoding; the RL ste
     const phases: RlPhases[] = [];
     for (let r = 0; r < ROUNDS; r++) phases.push(await step());
     const m = (k: keyof RlPhases) => median(phases.map((p) => p[k]));
-    rl.push([kind, fmt(m('step')), fmt(m('rollout')), fmt(m('forward')), fmt(m('backward')), fmt(m('optimiser')), String(m('generated')), String(m('scored'))]);
+    const perSecond = median(phases.map((p) => p.generated / (p.step / 1000)));
+    rl.push([kind, fmt(m('step')), fmt(m('rollout')), fmt(m('forward')), fmt(m('backward')), fmt(m('optimiser')), String(m('generated')), String(m('scored')), fmt(perSecond)]);
   }
   peer?.stop();
 
@@ -303,7 +304,7 @@ it('softgrad vs PyTorch on this CPU: matmul, training step, decoding; the RL ste
     `medians of ${ROUNDS} interleaved rounds (ours, then the peer, each round)`,
     '',
     `RL step of the shipped model, B = 2 × G = 32, CoT ≤ 128, CPU (ms, medians of ${ROUNDS} steps after ${RL_WARMUP} warm-up steps; no peer implements it):`,
-    formatTable(['kind', 'step', 'rollout', 'scoring forward', 'backward', 'optimiser', 'generated tokens', 'scored tokens'], rl),
+    formatTable(['kind', 'step', 'rollout', 'scoring forward', 'backward', 'optimiser', 'generated tokens', 'scored tokens', 'generated tokens/s'], rl),
     '',
   ].join('\n'));
 }, 1_800_000);
