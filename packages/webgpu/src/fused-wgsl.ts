@@ -31,7 +31,14 @@ const u32 = new Uint32Array(f32.buffer);
 
 function literal(value: number, dtype: DType): string {
   if (dtype === 'float32') {
+    // A constant bitcast to ±inf or NaN is a WGSL compile error ("value inf cannot be
+    // represented as 'f32'"): those come from common.wgsl's run-time helpers instead.
+    // (Rounded first: a finite double beyond float32's range is an infinity here too.)
     f32[0] = value;
+    const rounded = f32[0]!;
+    if (Number.isNaN(rounded)) return 'nanF()';
+    if (rounded === Infinity) return 'infF()';
+    if (rounded === -Infinity) return '(-infF())';
     return `bitcast<f32>(${u32[0]!}u)`;
   }
   if (dtype === 'int32') return `i32(${value | 0})`;
