@@ -8,3 +8,4 @@ export * from './weights.js';
 export * from './tokenizer.js';
 export * from './model.js';
 export * from './checkpoint.js';
+export { randomWeight, writeRandomCheckpoint, type RandomCheckpointOptions } from './synthetic.js';
