@@ -5,8 +5,14 @@
 //   node test/support/load-memory-child.mjs DIR [wasm|js|webgpu] [pieceBytes]
 //
 // Prints one JSON line: { float32Bytes, baselineRssBytes, peakRssBytes, growthBytes, ratio, seconds, backend }.
-// `ratio` = growth / float32Bytes: what loading cost beyond the process it ran in.
+// `ratio` = growth / float32Bytes: what loading cost beyond the process it ran in. Linux only
+// (it reads /proc/self/status).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+
+// Linux: the resident set now and its high-water mark. getrusage's maxRSS would not do: a
+// spawned child starts with its parent's high-water mark (kept across fork and exec).
+const status = (field) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(field)))[1]) * 1024;
 
 const root = fileURLToPath(new URL('../../packages/', import.meta.url));
 const T = await import(`${root}tensor/dist/index.js`);
@@ -24,13 +30,15 @@ T.scalar(1, { backend }).dispose();
 const config = await M.readConfig(dir);
 const float32Bytes = 4 * M.configParameterCount(config);
 globalThis.gc?.();
-const baseline = process.resourceUsage().maxRSS * 1024;
+// Reset the high-water mark to the current resident set (clear_refs 5), so the peak is loading's.
+writeFileSync('/proc/self/clear_refs', '5');
+const baseline = status('VmRSS:');
 const t0 = performance.now();
 const params = await M.loadParams(config, dir, { backend, ...(piece ? { pieceBytes: Number(piece) } : {}) });
 // A read at the end: every upload has reached the backend (WebGPU queues them).
 await params.norm.data();
 const seconds = (performance.now() - t0) / 1000;
-const peak = process.resourceUsage().maxRSS * 1024;
+const peak = status('VmHWM:');
 const live = backend.stats();
 T.treeDispose(params);
 process.stdout.write(`${JSON.stringify({
