@@ -13,6 +13,15 @@ Commands:
   {"cmd": "train", "batch": b, "seq": s, "reps": r}
                                                    r steps of next-token cross-entropy,
                                                    forward + backward + AdamW, seconds each
+  {"cmd": "load", "dir": path}                     build the model of path/config.json with the weights of its
+                                                   safetensors (one file or shards with an index; F32/BF16/F16)
+  {"cmd": "logits", "ids": [[...], ...]}           the last position's logits of each row (float32), for
+                                                   checking softgrad's forward against this one
+  {"cmd": "rope", "config": {...}}                 RoPE inverse frequencies as transformers computes them
+                                                   (default / linear / llama3 scaling), in float32
+  {"cmd": "prefill", "batch": b, "seq": s, "reps": r}
+                                                   r forward passes over b×s tokens (no gradient); seconds each
+  {"cmd": "free"}                                  drop the model and optimiser
   {"cmd": "decode", "batch": b, "prompt": p, "steps": n, "reps": r}
                                                    r greedy decodes of n tokens after a prompt of
                                                    p tokens, KV cache preallocated, the argmax
@@ -21,6 +30,7 @@ Commands:
 import ctypes
 import json
 import math
+import os
 import sys
 import time
 
@@ -62,6 +72,57 @@ class RMSNorm(torch.nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def rope_inverse_frequencies(c):
+    """transformers' ROPE_INIT_FUNCTIONS (default, linear, llama3), float32 as there."""
+    base, dim = c['rope_theta'], c['head_dim']
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    s = c.get('rope_scaling')
+    kind = None if not s else s.get('rope_type', s.get('type'))
+    if kind in (None, 'default'):
+        return inv_freq
+    if kind == 'linear':
+        return inv_freq / s['factor']
+    if kind != 'llama3':
+        raise ValueError(f'rope_scaling {kind} is not implemented by the peer')
+    factor, low, high = s['factor'], s['low_freq_factor'], s['high_freq_factor']
+    old = s['original_max_position_embeddings']
+    low_freq_wavelen = old / low
+    high_freq_wavelen = old / high
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium, smoothed, inv_freq_llama)
+
+
+def read_safetensors_dir(path):
+    """name -> float32 tensor, from model.safetensors or the shards an index names."""
+    import numpy as np
+    single = os.path.join(path, 'model.safetensors')
+    if os.path.exists(single):
+        files = [single]
+    else:
+        with open(os.path.join(path, 'model.safetensors.index.json')) as f:
+            files = [os.path.join(path, n) for n in sorted(set(json.load(f)['weight_map'].values()))]
+    out = {}
+    for file in files:
+        with open(file, 'rb') as f:
+            n = int.from_bytes(f.read(8), 'little')
+            header = json.loads(f.read(n))
+        start = 8 + n
+        for name, e in header.items():
+            if name == '__metadata__':
+                continue
+            begin, end = e['data_offsets']
+            kind = {'F32': np.float32, 'BF16': np.uint16, 'F16': np.float16}[e['dtype']]
+            a = np.fromfile(file, dtype=kind, count=(end - begin) // np.dtype(kind).itemsize, offset=start + begin)
+            if e['dtype'] == 'BF16':
+                a = (a.astype(np.uint32) << 16).view(np.float32)
+            out[name] = torch.from_numpy(a.astype(np.float32).reshape(e['shape']))
+    return out
+
+
 def rotate_half(x):
     h = x.shape[-1] // 2
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
@@ -89,11 +150,13 @@ class Llama(torch.nn.Module):
             layer.down = torch.nn.Linear(f, d, bias=False)
             self.layers.append(layer)
         self.norm = RMSNorm(d, c['rms_norm_eps'])
+        tied = c.get('tie_word_embeddings', False)
+        self.lm_head = None if tied else torch.nn.Parameter(torch.empty(c['vocab_size'], d))
         for p in self.parameters():
             if p.dim() == 2:
                 torch.nn.init.normal_(p, std=0.02)
-        inv = 1.0 / (c['rope_theta'] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-        pos = torch.arange(c['max_position_embeddings'], dtype=torch.float64)
+        inv = rope_inverse_frequencies(c).double()
+        pos = torch.arange(min(c['max_position_embeddings'], 8192), dtype=torch.float64)
         ang = torch.outer(pos, inv)
         ang = torch.cat((ang, ang), dim=-1)
         self.register_buffer('cos', ang.cos().float(), persistent=False)
@@ -132,7 +195,25 @@ class Llama(torch.nn.Module):
             x = x + self.attention(layer, layer.norm1(x), positions, None if caches is None else caches[i], at)
             y = layer.norm2(x)
             x = x + layer.down(F.silu(layer.gate(y)) * layer.up(y))
-        return self.norm(x) @ self.embed.weight.t()
+        return self.norm(x) @ (self.embed.weight if self.lm_head is None else self.lm_head).t()
+
+    def load(self, tensors):
+        """Weights under Hugging Face names (model.layers.i.self_attn.q_proj.weight, ...)."""
+        names = {'self_attn.q_proj': 'q', 'self_attn.k_proj': 'k', 'self_attn.v_proj': 'v', 'self_attn.o_proj': 'o',
+                 'mlp.gate_proj': 'gate', 'mlp.up_proj': 'up', 'mlp.down_proj': 'down',
+                 'input_layernorm': 'norm1', 'post_attention_layernorm': 'norm2'}
+        with torch.no_grad():
+            self.embed.weight.copy_(tensors['model.embed_tokens.weight'])
+            self.norm.weight.copy_(tensors['model.norm.weight'])
+            if self.lm_head is not None:
+                self.lm_head.copy_(tensors['lm_head.weight'])
+            for i, layer in enumerate(self.layers):
+                for hf, ours in names.items():
+                    mod = getattr(layer, ours)
+                    mod.weight.copy_(tensors[f'model.layers.{i}.{hf}.weight'])
+                    bias = tensors.get(f'model.layers.{i}.{hf}.bias')
+                    if bias is not None:
+                        mod.bias.copy_(bias)
 
 
 state = {}
@@ -187,6 +268,40 @@ def handle(cmd):
 
         step()
         return {'seconds': timed(step, int(cmd['reps']))}
+    if kind == 'rope':
+        return {'inv_freq': rope_inverse_frequencies(cmd['config']).tolist()}
+    if kind == 'load':
+        with open(os.path.join(cmd['dir'], 'config.json')) as f:
+            c = json.load(f)
+        c.setdefault('head_dim', c['hidden_size'] // c['num_attention_heads'])
+        c.setdefault('num_key_value_heads', c['num_attention_heads'])
+        if c.get('model_type') == 'qwen2':
+            c['attention_bias'] = True
+        state.pop('model', None)
+        state.pop('opt', None)
+        model = Llama(c)
+        model.load(read_safetensors_dir(cmd['dir']))
+        state['model'] = model
+        state['opt'] = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+        return {'parameters': sum(p.numel() for p in model.parameters())}
+    if kind == 'logits':
+        with torch.no_grad():
+            z = state['model'](torch.tensor(cmd['ids']))[:, -1]
+        return {'logits': z.tolist()}
+    if kind == 'prefill':
+        model = state['model']
+        b, s = int(cmd['batch']), int(cmd['seq'])
+        ids = (torch.arange(b * s) * 5 % model.c['vocab_size']).view(b, s)
+
+        @torch.no_grad()
+        def prefill():
+            model(ids)[:, -1].sum().item()
+
+        prefill()
+        return {'seconds': timed(prefill, int(cmd['reps']))}
+    if kind == 'free':
+        state.clear()
+        return {}
     if kind == 'decode':
         model = state['model']
         b, p, n = int(cmd['batch']), int(cmd['prompt']), int(cmd['steps'])

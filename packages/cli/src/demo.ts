@@ -18,7 +18,7 @@ import {
   builtinBaseModelDir, lineChartSvg, markdownTable, toJsonl, builtinProblems, type StepMetrics,
 } from '@softgrad/softtokens';
 import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
-import { prepareOutputDir } from './common.js';
+import { BACKEND_FLAG, prepareOutputDir } from './common.js';
 import type { EvalReport } from './eval.js';
 import { formatDuration, log } from './progress.js';
 
@@ -39,6 +39,7 @@ export const DEMO_FLAGS: FlagSpecs = {
   'eval-samples': { type: 'int', help: 'samples per problem in sampling modes (pass@k, k ≤ this)', default: 32, min: 1 },
   seed: { type: 'int', help: 'seed of everything', default: 0, min: 0 },
   jobs: { type: 'int', help: 'evaluation processes at once (default: number of CPUs, at most 4); the three RL runs always run together', min: 1 },
+  ...BACKEND_FLAG,
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -151,7 +152,7 @@ async function runDemo(f: Record<string, string | number | boolean | undefined>,
   const steps = Number(f.steps);
   const parallel = Number(f.jobs ?? Math.min(4, Math.max(1, cpus().length)));
   const maxCot = String(f['max-cot']);
-  log(`demo: base model ${model}; report → ${out}; ${parallel} process(es) at a time`);
+  log(`demo: base model ${model}; report → ${out}; ${parallel} process(es) at a time; backend ${f.backend}`);
 
   // The exact problems used, for inspection.
   writeFileAtomicSync(join(out, 'data', 'test.jsonl'), toJsonl(builtinProblems('test', Number(f['test-count']), seed + 1)));
@@ -169,7 +170,7 @@ async function runDemo(f: Record<string, string | number | boolean | undefined>,
         '--out', dir, '--mode', kind, '--batch-prompts', String(f['batch-prompts']), '--samples', String(f.samples),
         '--max-cot', maxCot, '--lr', String(f.lr), '--warmup', String(f.warmup), '--steps', String(steps),
         '--eval-every', String(f['eval-every']), '--checkpoint-every', String(f['eval-every']), '--seed', String(seed),
-        '--max-grad-norm', '1', '--overwrite',
+        '--max-grad-norm', '1', '--overwrite', '--backend', String(f.backend),
       ],
     };
   });
@@ -189,14 +190,14 @@ async function runDemo(f: Record<string, string | number | boolean | undefined>,
       progress: () => (existsSync(join(out, 'eval', name, 'results.json')) ? 1 : 0),
       args: ['eval', '--model', dir, '--data', 'builtin:test', '--count', String(testCount), '--modes', 'all',
         '--samples', String(f['eval-samples']), '--max-cot', maxCot, '--choices', 'builtin', '--choice-count', String(f['choice-count']),
-        '--seed', String(seed), '--out', join(out, 'eval', name)],
+        '--seed', String(seed), '--out', join(out, 'eval', name), '--backend', String(f.backend)],
     },
     {
       name: `${name}-ood`,
       logFile: join(out, 'logs', `eval-${name}-ood.log`),
       progress: () => (existsSync(join(out, 'eval', `${name}-ood`, 'results.json')) ? 1 : 0),
       args: ['eval', '--model', dir, '--data', 'builtin:ood', '--count', String(f['ood-count']), '--modes', 'hard-greedy',
-        '--max-cot', maxCot, '--seed', String(seed), '--out', join(out, 'eval', `${name}-ood`)],
+        '--max-cot', maxCot, '--seed', String(seed), '--out', join(out, 'eval', `${name}-ood`), '--backend', String(f.backend)],
     },
   ]);
   await runPool('evaluation', evalJobs, parallel);

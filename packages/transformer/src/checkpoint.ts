@@ -2,10 +2,12 @@
  * Model checkpoints: parameter pytree ↔ Hugging Face tensor names, and whole model
  * directories (config.json + safetensors [+ tokenizer.json]) as transformers lays them out.
  */
-import { type Backend, type DType, getDefaultBackend, type Tensor, tensor, fmtShape } from '@softgrad/tensor';
+import {
+  type Backend, type DType, dynamicUpdateSlice, getDefaultBackend, jit, scalar, type Tensor, tensor, fmtShape, zeros,
+} from '@softgrad/tensor';
 import { readConfig, writeConfig, type TransformerConfig } from './config.js';
 import type { LayerParams, ModelParams } from './model.js';
-import { openCheckpointDir, writeCheckpointDir, type HostTensor, type WriteFloatDtype } from './safetensors.js';
+import { openCheckpointDir, SafetensorsReader, writeCheckpointDir, type HostTensor, type WriteFloatDtype } from './safetensors.js';
 import { checkTiedCopy, expectedTensorNames, validateCheckpointTensors } from './weights.js';
 
 const LAYER_NAMES: [keyof LayerParams, string][] = [
@@ -40,7 +42,15 @@ export interface LoadOptions {
   /** Compute dtype of the loaded parameters (default float32; BF16/F16 weights are widened). */
   dtype?: DType;
   backend?: Backend;
+  /**
+   * Bytes of one tensor held on the host at a time while loading (default 8 MiB,
+   * `DEFAULT_LOAD_PIECE_BYTES`). A larger tensor is read in pieces of rows, each written into
+   * its place in the backend's buffer, so loading peaks at the parameters plus about this much.
+   */
+  pieceBytes?: number;
 }
+
+export const DEFAULT_LOAD_PIECE_BYTES = 8 << 20;
 
 /**
  * Weights must be finite: one NaN or Inf poisons every activation after it, and a file
@@ -48,14 +58,23 @@ export interface LoadOptions {
  */
 function checkFinite(h: HostTensor, name: string, source: string): void {
   if (h.dtype !== 'float32' && h.dtype !== 'float64') return;
-  const data = h.data;
+  checkFiniteData(h.data, 0, name, source);
+}
+
+/** `data` holds elements from `first` on of the named tensor. */
+function checkFiniteData(data: Float32Array | Float64Array, first: number, name: string, source: string): void {
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
     if (v - v !== 0) {
-      throw new Error(`${source}: tensor ${JSON.stringify(name)}: element ${i} is ${v}; expected finite weights (corrupt file or diverged run?)`);
+      throw new Error(`${source}: tensor ${JSON.stringify(name)}: element ${first + i} is ${v}; expected finite weights (corrupt file or diverged run?)`);
     }
   }
 }
+
+/** Writes rows into a preallocated parameter in place (the parameter is donated). */
+const writeRows = jit((x: Tensor, rows: Tensor, at: Tensor) => dynamicUpdateSlice(x, rows, at, 0), {
+  name: 'loadParams (rows into place)', donateArgnums: [0], maxCacheEntries: 8,
+});
 
 function hostToTensor(h: HostTensor, name: string, source: string, opts: LoadOptions): Tensor {
   if (h.dtype !== 'float32' && h.dtype !== 'float64') throw new Error(`${source}: ${name} is ${h.dtype}, expected a float tensor`);
@@ -106,10 +125,15 @@ export function paramsFromHost(config: TransformerConfig, host: Record<string, H
  * Reads the parameters for `config` from a checkpoint directory (one model.safetensors or
  * shards with an index). Every header is read and checked against the config first (names,
  * shapes, float dtypes), so a mismatched or hostile file is refused before any of its data
- * is read; then the weights stream in one tensor at a time, each checked to be finite and
- * handed to the backend, so host memory holds one tensor's bytes beyond the parameters.
+ * is read; then the weights stream in a piece at a time (`LoadOptions.pieceBytes`): a tensor
+ * larger than a piece gets its buffer on the backend first and each piece of its rows is
+ * written into place, so memory peaks at the parameters plus one piece (not one whole
+ * tensor, raw and decoded: the embedding of a large vocabulary is a quarter of a small model).
+ * Every piece is checked to be finite.
  */
 export async function loadParams(config: TransformerConfig, dir: string, opts: LoadOptions = {}): Promise<ModelParams> {
+  const pieceBytes = opts.pieceBytes ?? DEFAULT_LOAD_PIECE_BYTES;
+  if (!Number.isSafeInteger(pieceBytes) || pieceBytes < 1) throw new Error(`loadParams: pieceBytes must be a positive integer, got ${pieceBytes}`);
   const reader = await openCheckpointDir(dir);
   const shapes: Record<string, { shape: number[]; dtype: string }> = Object.create(null);
   for (const [name, e] of reader.entries) shapes[name] = { shape: e.shape, dtype: e.dtype };
@@ -117,24 +141,63 @@ export async function loadParams(config: TransformerConfig, dir: string, opts: L
   const loaded = new Map<string, Tensor>();
   const names = expectedTensorNames(config).map((e) => e.name);
   const tiedCopy = config.tie_word_embeddings && reader.entries.has('lm_head.weight');
-  // A tied model's lm_head.weight must be a copy of the embedding; both are held only as
-  // long as it takes to compare them.
-  let embedHost: HostTensor | undefined;
-  let lmHeadHost: HostTensor | undefined;
+  const dtype = opts.dtype ?? 'float32';
+  const backend = opts.backend ?? getDefaultBackend();
+  const place = { dtype, backend };
+  const asDtype = (data: Float32Array | Float64Array) => (dtype === 'float64' ? (data instanceof Float64Array ? data : Float64Array.from(data)) : data instanceof Float32Array ? data : Float32Array.from(data));
+  // A tied model's lm_head.weight must be a copy of the embedding: it is compared piece by
+  // piece with the embedding's rows, read again from its file, and never loaded.
+  let embedFile: SafetensorsReader | undefined;
+  // A device backend (no synchronous reads: WebGPU) stages every upload until its queue runs;
+  // waiting for the queue every so often lets the staged copies go, or they would pile up to
+  // a second copy of the model before the first read.
+  const syncEvery = backend.readSync ? Infinity : 4 * pieceBytes;
+  let unsynced = 0;
+  const uploaded = async (bytes: number) => {
+    unsynced += bytes;
+    if (unsynced < syncEvery) return;
+    unsynced = 0;
+    const probe = scalar(0, { dtype: 'int32', backend });
+    try {
+      await probe.data();
+    } finally {
+      probe.dispose();
+    }
+  };
   try {
-    await reader.readEach(tiedCopy ? [...names, 'lm_head.weight'] : names, (name, h) => {
-      if (name === 'lm_head.weight' && tiedCopy) lmHeadHost = h;
-      else loaded.set(name, hostToTensor(h, name, reader.entries.get(name)!.path, opts));
-      if (tiedCopy && name === 'model.embed_tokens.weight') embedHost = h;
-      if (embedHost && lmHeadHost) {
-        checkTiedCopy(embedHost.data, lmHeadHost.data, reader.source);
-        embedHost = lmHeadHost = undefined;
+    await reader.readEachInRows(tiedCopy ? [...names, 'lm_head.weight'] : names, pieceBytes, async (name, entry, piece) => {
+      const rowElems = entry.shape.length <= 1 ? 1 : entry.shape.slice(1).reduce((a, b) => a * b, 1);
+      checkFiniteData(piece.data, piece.row * rowElems, name, entry.path);
+      if (name === 'lm_head.weight' && tiedCopy) {
+        embedFile ??= await SafetensorsReader.open(reader.entries.get('model.embed_tokens.weight')!.path);
+        const embedRows = await embedFile.readRowRange('model.embed_tokens.weight', piece.row, piece.rows);
+        checkTiedCopy(embedRows, piece.data, reader.source, piece.row * rowElems);
+        return;
       }
+      const totalRows = entry.shape.length === 0 ? 1 : entry.shape[0]!;
+      if (piece.row === 0 && piece.rows === totalRows) {
+        loaded.set(name, tensor(asDtype(piece.data), { shape: entry.shape, ...place }));
+        await uploaded(piece.data.byteLength);
+        return;
+      }
+      if (piece.row === 0) loaded.set(name, zeros(entry.shape, place));
+      const rows = tensor(asDtype(piece.data), { shape: [piece.rows, ...entry.shape.slice(1)], ...place });
+      const at = scalar(piece.row, { dtype: 'int32', backend });
+      try {
+        loaded.set(name, writeRows(loaded.get(name)!, rows, at));
+      } finally {
+        rows.dispose();
+        at.dispose();
+      }
+      await uploaded(piece.data.byteLength);
     });
     return assembleParams(config, (name) => loaded.get(name)!);
   } catch (e) {
-    for (const t of loaded.values()) t.dispose();
+    for (const t of loaded.values()) if (!t.isDisposed) t.dispose();
     throw e;
+  } finally {
+    writeRows.dispose();
+    await embedFile?.close();
   }
 }
 

@@ -15,9 +15,10 @@ export {
   bf16BitsToFloat, type CheckpointEntry, type CheckpointReader, DIGEST_METADATA_KEY, floatToBf16Bits, halfBitsToFloat,
   type HostDtype, type HostTensor, INDEX_FILE_NAME, MAX_ARRAY_BYTES, MAX_HEADER_BYTES, openCheckpointDir,
   parseHeaderLength, parseSafetensors, parseSafetensorsHeader, readCheckpointDir, readSafetensorsFile,
-  readSafetensorsHeader, SAFETENSORS_DTYPE_BYTES, type SafetensorsDtype, type SafetensorsEntry, type SafetensorsFile,
+  readSafetensorsHeader, type RowPiece, SAFETENSORS_DTYPE_BYTES, type SafetensorsDtype, type SafetensorsEntry, type SafetensorsFile,
   type SafetensorsHeader, SafetensorsReader, type SerializeOptions, serializeSafetensors, shapeSize, SINGLE_FILE_NAME,
-  storedByteLength, writeCheckpointDir, type WriteCheckpointOptions, type WriteFloatDtype, writeSafetensorsFile,
+  storedByteLength, type TensorProducer, type TensorSpec, writeCheckpointDir, writeCheckpointDirFrom,
+  type WriteCheckpointOptions, type WriteFloatDtype, writeSafetensorsFile, writeSafetensorsFileFrom,
 } from './safetensors.js';
 export { checkTiedCopy, type ExpectedTensor, expectedTensorNames, validateCheckpointTensors } from './weights.js';
 export {
@@ -33,6 +34,7 @@ export {
   type SharedPrefixes,
 } from './model.js';
 export {
-  type LoadedModel, loadModel, type LoadOptions, loadParams, paramsFromHost, paramsToHost, paramsToNamed, saveModel,
+  DEFAULT_LOAD_PIECE_BYTES, type LoadedModel, loadModel, type LoadOptions, loadParams, paramsFromHost, paramsToHost, paramsToNamed, saveModel,
   type SaveOptions,
 } from './checkpoint.js';
+export { randomWeight, type RandomCheckpointOptions, writeRandomCheckpoint } from './synthetic.js';

@@ -524,6 +524,8 @@ export class SafetensorsReader {
   private readonly digest: string | undefined;
   private hash: Hash | undefined;
   private next = 0;
+  private rawScratch = new Uint8Array(0);
+  private decodedScratch = new Float32Array(0);
 
   private constructor(
     readonly path: string,
@@ -579,9 +581,101 @@ export class SafetensorsReader {
     return decodeTensor(raw, entry, this.path);
   }
 
+  /**
+   * Reads a float tensor (F32, F16, BF16, F64) in pieces of whole rows along its first axis,
+   * each decoded (to float32; F64 to float64) and handed to `visit` before the next piece is
+   * read: memory holds about `maxPieceBytes` of the tensor at a time, however large it is, and
+   * never its raw and decoded forms whole side by side. A piece's data is valid only until
+   * `visit` returns (its buffer is reused for the next piece, so that no garbage piles up
+   * waiting for the collector): copy what must be kept. The digest is checked as by `read`. A
+   * rank-0 or rank-1 tensor's rows are its elements.
+   */
+  async readRows(name: string, maxPieceBytes: number, visit: (piece: RowPiece) => void | Promise<void>): Promise<void> {
+    const entry = this.byName.get(name);
+    if (!entry) throw new Error(`${this.path}: tensor ${quote(name)} is not in this file`);
+    if (!Number.isSafeInteger(maxPieceBytes) || maxPieceBytes < 1) {
+      throw new Error(`${this.path}: readRows: maxPieceBytes must be a positive integer, got ${show(maxPieceBytes)}`);
+    }
+    const { dtype } = entry;
+    if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
+      throw new Error(`${this.path}: tensor ${quote(name)} is ${dtype}; reading in rows needs a float tensor (F32, F16, BF16, F64)`);
+    }
+    const width = SAFETENSORS_DTYPE_BYTES[dtype];
+    const outWidth = dtype === 'F64' ? 8 : 4;
+    const totalRows = entry.shape.length === 0 ? 1 : entry.shape[0];
+    const rowElems = entry.shape.length <= 1 ? 1 : shapeSize(entry.shape.slice(1));
+    if (rowElems * outWidth > MAX_ARRAY_BYTES) {
+      throw new Error(`${this.path}: tensor ${quote(name)}: one row of shape ${show(entry.shape)} is more than one array can hold`);
+    }
+    const perPiece = Math.max(1, Math.floor(maxPieceBytes / Math.max(1, rowElems * outWidth)));
+    const hashing = this.hash !== undefined && this.canonical[this.next] === entry;
+    if (this.hash && !hashing) this.hash = undefined; // out of order or a subset: the digest cannot be checked this time
+    if (hashing) this.hash!.update(digestPrefix(entry));
+    // One raw buffer and (F16/BF16) one decoded buffer, kept by the reader and reused by
+    // every piece of every tensor.
+    const most = Math.min(totalRows, perPiece) * rowElems;
+    if (this.rawScratch.length < most * width) this.rawScratch = new Uint8Array(most * width);
+    if (width !== outWidth && this.decodedScratch.length < most) this.decodedScratch = new Float32Array(most);
+    const rawAll = this.rawScratch;
+    const decodedAll = this.decodedScratch;
+    const table = dtype === 'F16' ? halfTable() : undefined;
+    for (let row = 0; row < totalRows; row += perPiece) {
+      const rows = Math.min(perPiece, totalRows - row);
+      const n = rows * rowElems;
+      const raw = rawAll.subarray(0, n * width);
+      await readExactly(this.fh, raw, this.header.dataStart + entry.begin + row * rowElems * width, this.path);
+      if (hashing) this.hash!.update(raw);
+      if (!IS_LITTLE_ENDIAN) swapBytesInPlace(raw, width);
+      let data: Float32Array | Float64Array;
+      if (dtype === 'F32' || dtype === 'F64') {
+        data = dtype === 'F32' ? new Float32Array(rawAll.buffer, 0, n) : new Float64Array(rawAll.buffer, 0, n);
+      } else {
+        data = decodedAll.subarray(0, n);
+        const bits = new Uint32Array(data.buffer, 0, n);
+        const src = new Uint16Array(raw.buffer, raw.byteOffset, n);
+        if (table) for (let i = 0; i < n; i++) bits[i] = table[src[i]];
+        else for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
+      }
+      await visit({ row, rows, data });
+    }
+    if (hashing) {
+      this.next++;
+      if (this.next === this.canonical.length && this.hash!.digest('hex') !== this.digest) throw digestMismatch(this.path);
+    }
+  }
+
   async close(): Promise<void> {
     await this.fh.close();
   }
+
+  /**
+   * Rows [row, row + rows) of a float tensor, decoded as by `readRows`, read out of order: the
+   * file's digest is not checked by this reader after it (use a reader of its own for this).
+   */
+  async readRowRange(name: string, row: number, rows: number): Promise<Float32Array | Float64Array> {
+    const entry = this.byName.get(name);
+    if (!entry) throw new Error(`${this.path}: tensor ${quote(name)} is not in this file`);
+    const totalRows = entry.shape.length === 0 ? 1 : entry.shape[0];
+    if (!Number.isSafeInteger(row) || !Number.isSafeInteger(rows) || row < 0 || rows < 0 || row + rows > totalRows) {
+      throw new Error(`${this.path}: tensor ${quote(name)}: rows [${row}, ${row + rows}) are outside its ${totalRows}`);
+    }
+    this.hash = undefined;
+    const rowElems = entry.shape.length <= 1 ? 1 : shapeSize(entry.shape.slice(1));
+    const width = SAFETENSORS_DTYPE_BYTES[entry.dtype];
+    const raw = new Uint8Array(rows * rowElems * width);
+    await readExactly(this.fh, raw, this.header.dataStart + entry.begin + row * rowElems * width, this.path);
+    const part: SafetensorsEntry = { ...entry, shape: [rows * rowElems], begin: 0, end: raw.length };
+    const t = decodeTensor(raw, part, this.path);
+    if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new Error(`${this.path}: tensor ${quote(name)} is ${entry.dtype}, not a float tensor`);
+    return t.data;
+  }
+}
+
+/** Consecutive rows [row, row + rows) of a tensor, decoded (see `SafetensorsReader.readRows`). */
+export interface RowPiece {
+  row: number;
+  rows: number;
+  data: Float32Array | Float64Array;
 }
 
 /**
@@ -605,9 +699,23 @@ export async function readSafetensorsFile(path: string, options: { names?: reado
 // ---------------------------------------------------------------------------------------
 // Writing
 
+/**
+ * A tensor to be written, known by name, dtype and shape before its data exists: the writers
+ * that take specs lay out the header from them and ask for each tensor's data only when they
+ * write it (see `writeCheckpointDirFrom`).
+ */
+export interface TensorSpec {
+  name: string;
+  dtype: HostDtype;
+  shape: number[];
+}
+
+/** Makes the data of one spec'd tensor when a writer needs it; it is dropped once written. */
+export type TensorProducer = (spec: TensorSpec) => HostTensor | Promise<HostTensor>;
+
 interface PlannedTensor {
   name: string;
-  tensor: HostTensor;
+  spec: TensorSpec;
   dtype: SafetensorsDtype;
   byteLength: number;
 }
@@ -623,7 +731,7 @@ interface Plan {
 // it is written with this placeholder, and the real digest (same length) written over it.
 const DIGEST_PLACEHOLDER = '0'.repeat(64);
 
-function storageDtype(tensor: HostTensor, floatDtype: WriteFloatDtype): SafetensorsDtype {
+function storageDtype(tensor: Pick<HostTensor, 'dtype'>, floatDtype: WriteFloatDtype): SafetensorsDtype {
   switch (tensor.dtype) {
     case 'float32':
     case 'float64':
@@ -642,16 +750,21 @@ const DATA_CLASS: Record<HostDtype, { name: string; is: (d: unknown) => boolean 
   bool: { name: 'Uint8Array', is: (d) => d instanceof Uint8Array },
 };
 
+function checkSpecForWriting(spec: TensorSpec, context: string): void {
+  const where = `${context}: tensor ${quote(String(spec.name))}`;
+  if (typeof spec.name !== 'string' || spec.name.length === 0 || spec.name === '__metadata__') throw new Error(`${where}: this name cannot be stored`);
+  if (!Object.hasOwn(DATA_CLASS, spec.dtype)) throw new Error(`${where}: unknown dtype ${show(spec.dtype)}`);
+  if (!Array.isArray(spec.shape) || !spec.shape.every(isNonNegativeInt)) {
+    throw new Error(`${where}: shape must be a list of non-negative integers, got ${show(spec.shape)}`);
+  }
+}
+
 function checkTensorForWriting(name: string, tensor: HostTensor, context: string): void {
   const where = `${context}: tensor ${quote(name)}`;
   if (!isRecord(tensor)) throw new Error(`${where}: expected { dtype, shape, data }, got ${show(tensor)}`);
-  if (name.length === 0 || name === '__metadata__') throw new Error(`${where}: this name cannot be stored`);
-  const cls = Object.hasOwn(DATA_CLASS, tensor.dtype) ? DATA_CLASS[tensor.dtype] : undefined;
-  if (!cls) throw new Error(`${where}: unknown dtype ${show(tensor.dtype)}`);
+  checkSpecForWriting({ name, dtype: tensor.dtype, shape: tensor.shape }, context);
+  const cls = DATA_CLASS[tensor.dtype];
   if (!cls.is(tensor.data)) throw new Error(`${where}: dtype ${tensor.dtype} needs its data in a ${cls.name}`);
-  if (!Array.isArray(tensor.shape) || !tensor.shape.every(isNonNegativeInt)) {
-    throw new Error(`${where}: shape must be a list of non-negative integers, got ${show(tensor.shape)}`);
-  }
   const n = shapeSize(tensor.shape);
   if (tensor.data.length !== n) {
     throw new Error(`${where}: shape ${show(tensor.shape)} has ${n} elements but data has ${tensor.data.length}`);
@@ -663,7 +776,28 @@ export function storedByteLength(tensor: Pick<HostTensor, 'dtype' | 'shape'>, fl
   return shapeSize(tensor.shape) * SAFETENSORS_DTYPE_BYTES[storageDtype(tensor as HostTensor, floatDtype)];
 }
 
-function planSafetensors(tensors: Record<string, HostTensor>, options: SerializeOptions, context: string): Plan {
+/** The specs of tensors held in memory, each checked (dtype, shape, data) before anything is written. */
+function specsOf(tensors: Record<string, HostTensor>, context: string): TensorSpec[] {
+  return Object.keys(tensors).map((name) => {
+    const t = tensors[name];
+    checkTensorForWriting(name, t, context);
+    return { name, dtype: t.dtype, shape: [...t.shape] };
+  });
+}
+
+/** The produced tensor for a spec, checked to be what the header already says. */
+async function produceChecked(produce: TensorProducer, spec: TensorSpec, context: string): Promise<HostTensor> {
+  const t = await produce({ name: spec.name, dtype: spec.dtype, shape: [...spec.shape] });
+  checkTensorForWriting(spec.name, t, context);
+  if (t.dtype !== spec.dtype || t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+    throw new Error(
+      `${context}: tensor ${quote(spec.name)}: produced ${t.dtype} ${show(t.shape)}, but the header was written for ${spec.dtype} ${show(spec.shape)}`,
+    );
+  }
+  return t;
+}
+
+function planSafetensors(specs: readonly TensorSpec[], options: SerializeOptions, context: string): Plan {
   const floatDtype = options.dtype ?? 'F32';
   if (floatDtype !== 'F32' && floatDtype !== 'BF16' && floatDtype !== 'F64') {
     throw new Error(`${context}: cannot write float tensors as ${show(floatDtype)} (supported: F32, BF16, F64)`);
@@ -676,18 +810,19 @@ function planSafetensors(tensors: Record<string, HostTensor>, options: Serialize
   if (withDigest) metadata[DIGEST_METADATA_KEY] = DIGEST_PLACEHOLDER;
   else delete metadata[DIGEST_METADATA_KEY];
   // Sorted by name so that the same tensors always give the same bytes.
-  const names = Object.keys(tensors).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const sorted = [...specs].sort(byNameOrder);
   const planned: PlannedTensor[] = [];
   const header: Record<string, unknown> = Object.create(null);
   header.__metadata__ = metadata;
   let offset = 0;
-  for (const name of names) {
-    const tensor = tensors[name];
-    checkTensorForWriting(name, tensor, context);
-    const dtype = storageDtype(tensor, floatDtype);
-    const byteLength = shapeSize(tensor.shape) * SAFETENSORS_DTYPE_BYTES[dtype];
-    header[name] = { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + byteLength] };
-    planned.push({ name, tensor, dtype, byteLength });
+  for (let i = 0; i < sorted.length; i++) {
+    const spec = sorted[i];
+    checkSpecForWriting(spec, context);
+    if (i > 0 && sorted[i - 1].name === spec.name) throw new Error(`${context}: tensor ${quote(spec.name)} is given twice`);
+    const dtype = storageDtype(spec, floatDtype);
+    const byteLength = shapeSize(spec.shape) * SAFETENSORS_DTYPE_BYTES[dtype];
+    header[spec.name] = { dtype, shape: [...spec.shape], data_offsets: [offset, offset + byteLength] };
+    planned.push({ name: spec.name, spec, dtype, byteLength });
     offset += byteLength;
   }
   const text = JSON.stringify(header);
@@ -708,11 +843,11 @@ function planSafetensors(tensors: Record<string, HostTensor>, options: Serialize
 }
 
 function entryOf(p: PlannedTensor): Pick<SafetensorsEntry, 'name' | 'dtype' | 'shape'> {
-  return { name: p.name, dtype: p.dtype, shape: [...p.tensor.shape] };
+  return { name: p.name, dtype: p.dtype, shape: [...p.spec.shape] };
 }
 
-function encodeTensor(p: PlannedTensor): Uint8Array {
-  const { tensor, dtype } = p;
+function encodeTensor(p: PlannedTensor, tensor: HostTensor): Uint8Array {
+  const { dtype } = p;
   let bytes: Uint8Array;
   let width: number;
   switch (dtype) {
@@ -760,14 +895,14 @@ function encodeTensor(p: PlannedTensor): Uint8Array {
 
 /** The bytes of a safetensors file holding `tensors`. */
 export function serializeSafetensors(tensors: Record<string, HostTensor>, options: SerializeOptions = {}): Uint8Array {
-  const plan = planSafetensors(tensors, options, 'serializeSafetensors');
+  const plan = planSafetensors(specsOf(tensors, 'serializeSafetensors'), options, 'serializeSafetensors');
   const total = plan.header.length + plan.tensors.reduce((s, t) => s + t.byteLength, 0);
   const out = new Uint8Array(total);
   out.set(plan.header, 0);
   const hash = plan.digestOffset >= 0 ? sha256() : undefined;
   let offset = plan.header.length;
   for (const t of plan.tensors) {
-    const bytes = encodeTensor(t);
+    const bytes = encodeTensor(t, tensors[t.name]);
     hash?.update(digestPrefix(entryOf(t))).update(bytes);
     out.set(bytes, offset);
     offset += t.byteLength;
@@ -793,12 +928,26 @@ export async function writeSafetensorsFile(
   tensors: Record<string, HostTensor>,
   options: SerializeOptions = {},
 ): Promise<void> {
-  const plan = planSafetensors(tensors, options, path);
+  await writeSafetensorsFileFrom(path, specsOf(tensors, path), (spec) => tensors[spec.name], options);
+}
+
+/**
+ * Writes a safetensors file atomically from specs, asking `produce` for each tensor's data
+ * only when it is written (in name order) and dropping it after: memory holds one tensor
+ * and its encoding, however large the file.
+ */
+export async function writeSafetensorsFileFrom(
+  path: string,
+  specs: readonly TensorSpec[],
+  produce: TensorProducer,
+  options: SerializeOptions = {},
+): Promise<void> {
+  const plan = planSafetensors(specs, options, path);
   await writeFileAtomic(path, async (fh) => {
     await writeAll(fh, plan.header);
     const hash = plan.digestOffset >= 0 ? sha256() : undefined;
     for (const t of plan.tensors) {
-      const bytes = encodeTensor(t);
+      const bytes = encodeTensor(t, await produceChecked(produce, t.spec, path));
       hash?.update(digestPrefix(entryOf(t))).update(bytes);
       await writeAll(fh, bytes);
     }
@@ -872,6 +1021,13 @@ export interface CheckpointReader {
    * should convert and drop it). A file's digest is checked once all of its tensors are read.
    */
   readEach(names: Iterable<string>, visit: (name: string, tensor: HostTensor) => void | Promise<void>): Promise<void>;
+  /**
+   * Reads the named float tensors file by file, each in pieces of rows of about
+   * `maxPieceBytes` (see `SafetensorsReader.readRows`), so memory holds one piece at a time.
+   */
+  readEachInRows(
+    names: Iterable<string>, maxPieceBytes: number, visit: (name: string, entry: CheckpointEntry, piece: RowPiece) => void | Promise<void>,
+  ): Promise<void>;
 }
 
 /**
@@ -922,28 +1078,37 @@ export async function openCheckpointDir(dir: string): Promise<CheckpointReader> 
       for (const name of names) entries.set(name, { ...byName.get(name)!, path: shardPath });
     }
   }
+  const byFile = (names: Iterable<string>) => {
+    const out = new Map<string, string[]>();
+    for (const name of names) {
+      const e = entries.get(name);
+      if (!e) throw new Error(`${source}: tensor ${quote(name)} is not in this checkpoint`);
+      const list = out.get(e.path);
+      if (list) list.push(name);
+      else out.set(e.path, [name]);
+    }
+    return out;
+  };
+  const eachFile = async (names: Iterable<string>, each: (reader: SafetensorsReader, name: string) => Promise<void>) => {
+    for (const [path, list] of byFile(names)) {
+      const reader = await SafetensorsReader.open(path);
+      try {
+        // Name order is the order in which the recorded digest can be checked.
+        for (const name of list.sort()) await each(reader, name);
+      } finally {
+        await reader.close();
+      }
+    }
+  };
   return {
     dir,
     source,
     entries,
     async readEach(names, visit) {
-      const byFile = new Map<string, string[]>();
-      for (const name of names) {
-        const e = entries.get(name);
-        if (!e) throw new Error(`${source}: tensor ${quote(name)} is not in this checkpoint`);
-        const list = byFile.get(e.path);
-        if (list) list.push(name);
-        else byFile.set(e.path, [name]);
-      }
-      for (const [path, list] of byFile) {
-        const reader = await SafetensorsReader.open(path);
-        try {
-          // Name order is the order in which the recorded digest can be checked.
-          for (const name of list.sort()) await visit(name, await reader.read(name));
-        } finally {
-          await reader.close();
-        }
-      }
+      await eachFile(names, async (reader, name) => visit(name, await reader.read(name)));
+    },
+    async readEachInRows(names, maxPieceBytes, visit) {
+      await eachFile(names, (reader, name) => reader.readRows(name, maxPieceBytes, (piece) => visit(name, entries.get(name)!, piece)));
     },
   };
 }
@@ -975,14 +1140,31 @@ export async function writeCheckpointDir(
   tensors: Record<string, HostTensor>,
   options: WriteCheckpointOptions = {},
 ): Promise<{ files: string[] }> {
+  return writeCheckpointDirFrom(dir, specsOf(tensors, dir), (spec) => tensors[spec.name], options);
+}
+
+/**
+ * `writeCheckpointDir` from specs: the shards are laid out from names, dtypes and shapes, and
+ * `produce` is asked for each tensor's data only when it is written, so a checkpoint far
+ * larger than memory (random weights of a real model's shape, a conversion) is written with
+ * one tensor in memory at a time.
+ */
+export async function writeCheckpointDirFrom(
+  dir: string,
+  specs: readonly TensorSpec[],
+  produce: TensorProducer,
+  options: WriteCheckpointOptions = {},
+): Promise<{ files: string[] }> {
   const floatDtype = options.dtype ?? 'F32';
   const max = options.maxShardBytes;
   if (max !== undefined && !(Number.isSafeInteger(max) && max > 0)) {
     throw new Error(`${dir}: maxShardBytes must be a positive integer, got ${show(max)}`);
   }
-  const names = Object.keys(tensors).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const name of names) checkTensorForWriting(name, tensors[name], dir);
-  const sizes = new Map(names.map((n) => [n, storedByteLength(tensors[n], floatDtype)]));
+  for (const spec of specs) checkSpecForWriting(spec, dir);
+  const byName = new Map(specs.map((sp) => [sp.name, sp]));
+  if (byName.size !== specs.length) throw new Error(`${dir}: a tensor name is given twice`);
+  const names = [...byName.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const sizes = new Map(names.map((n) => [n, storedByteLength(byName.get(n)!, floatDtype)]));
   const total = names.reduce((s, n) => s + (sizes.get(n) ?? 0), 0);
 
   await mkdir(dir, { recursive: true });
@@ -993,7 +1175,7 @@ export async function writeCheckpointDir(
     : new Set<string>();
 
   if (max === undefined || total <= max) {
-    await writeSafetensorsFile(singlePath, tensors, options);
+    await writeSafetensorsFileFrom(singlePath, specs, produce, options);
     await rm(indexPath, { force: true });
     for (const f of previousShards) if (f !== SINGLE_FILE_NAME) await rm(join(dir, f), { force: true });
     return { files: [SINGLE_FILE_NAME] };
@@ -1018,12 +1200,8 @@ export async function writeCheckpointDir(
   const files = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
   const weightMap: Record<string, string> = Object.create(null);
   for (let g = 0; g < groups.length; g++) {
-    const shard: Record<string, HostTensor> = Object.create(null);
-    for (const name of groups[g]) {
-      shard[name] = tensors[name];
-      weightMap[name] = files[g];
-    }
-    await writeSafetensorsFile(join(dir, files[g]), shard, options);
+    for (const name of groups[g]) weightMap[name] = files[g];
+    await writeSafetensorsFileFrom(join(dir, files[g]), groups[g].map((n) => byName.get(n)!), produce, options);
   }
   // A leftover single file would shadow the index (readers prefer it).
   await rm(singlePath, { force: true });

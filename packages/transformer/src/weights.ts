@@ -118,13 +118,13 @@ export function validateCheckpointTensors(
 /**
  * A tied model's checkpoint may carry `lm_head.weight` as a second copy of the embedding;
  * one that differs was saved from an untied model, and loading it tied would silently
- * drop its output layer.
+ * drop its output layer. The arrays may be a piece of both, starting at element `firstElement`.
  */
-export function checkTiedCopy(embed: ArrayLike<number>, lmHead: ArrayLike<number>, source: string): void {
+export function checkTiedCopy(embed: ArrayLike<number>, lmHead: ArrayLike<number>, source: string, firstElement = 0): void {
   for (let i = 0; i < embed.length; i++) {
     if (!Object.is(embed[i], lmHead[i])) {
       throw new Error(
-        `${source}: config.json says tie_word_embeddings, but lm_head.weight differs from model.embed_tokens.weight (element ${i}); ` +
+        `${source}: config.json says tie_word_embeddings, but lm_head.weight differs from model.embed_tokens.weight (element ${firstElement + i}); ` +
           'the checkpoint is of an untied model (set tie_word_embeddings to false)',
       );
     }

@@ -31,13 +31,14 @@ const u32 = new Uint32Array(f32.buffer);
 
 function literal(value: number, dtype: DType): string {
   if (dtype === 'float32') {
-    // WGSL rejects a constant expression that evaluates to ±∞ or NaN (even bitcast of its
-    // bits): common.wgsl reads those through private variables.
-    if (Number.isNaN(value)) return 'nanF()';
-    if (value === Infinity) return 'infF()';
-    if (value === -Infinity) return '(-infF())';
+    // A constant bitcast to ±inf or NaN is a WGSL compile error ("value inf cannot be
+    // represented as 'f32'"): those come from common.wgsl's run-time helpers instead.
+    // (Rounded first: a finite double beyond float32's range is an infinity here too.)
     f32[0] = value;
-    if (!Number.isFinite(f32[0]!)) return f32[0]! > 0 ? 'infF()' : '(-infF())'; // beyond float32's range
+    const rounded = f32[0]!;
+    if (Number.isNaN(rounded)) return 'nanF()';
+    if (rounded === Infinity) return 'infF()';
+    if (rounded === -Infinity) return '(-infF())';
     return `bitcast<f32>(${u32[0]!}u)`;
   }
   if (dtype === 'int32') return `i32(${value | 0})`;

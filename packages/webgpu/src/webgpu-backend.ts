@@ -229,7 +229,17 @@ export class WebGpuBackend implements Backend {
   // ---------------------------------------------------------------- memory
 
   private alloc(elements: number): WebGpuBuffer {
-    const cls = sizeClass(elements * 4);
+    // Every buffer is bound whole to a kernel, so none may exceed the largest binding (128 MiB
+    // on software adapters, gigabytes on real GPUs): say so now rather than fail validation later.
+    const limit = this.device.limits.maxStorageBufferBindingSize;
+    const cls = Math.min(sizeClass(elements * 4), Math.floor(limit / 4) * 4);
+    if (elements * 4 > cls) {
+      const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+      throw new Error(
+        `webgpu: a tensor of ${elements} elements (${mib(elements * 4)}, stored in ${mib(cls)}) is larger than this adapter's largest ` +
+          `storage buffer binding (maxStorageBufferBindingSize ${mib(limit)}); use a smaller batch or sequence, or a device with a larger limit`,
+      );
+    }
     let slab = this.pool.get(cls)?.pop();
     if (slab) {
       this.pooledBytes -= cls;

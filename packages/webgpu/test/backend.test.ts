@@ -48,6 +48,18 @@ describe('WebGPU backend (no device needed)', () => {
 });
 
 describe.skipIf(!gpu)('WebGPU backend (device)', () => {
+  it('a tensor larger than the largest storage binding is refused by name, before anything is allocated', () => {
+    const limit = gpu!.device.limits.maxStorageBufferBindingSize;
+    const before = gpu!.stats();
+    const elements = Math.floor(limit / 4) + 1;
+    expect(() => gpu!.full(elements, 'float32', 0)).toThrow(
+      new RegExp(`webgpu: a tensor of ${elements} elements .* is larger than this adapter's largest storage buffer binding \\(maxStorageBufferBindingSize`));
+    expect(gpu!.stats()).toEqual(before);
+    // Exactly the limit still fits (its size class is capped at the limit).
+    const b = gpu!.full(Math.floor(limit / 4), 'float32', 0);
+    gpu!.free(b);
+  });
+
   it('reports the adapter', () => {
     const info = gpu!.adapterInfo;
     expect(typeof info.vendor).toBe('string');

@@ -4,7 +4,7 @@
  * to WebGPU: each matmul variant, deferred error reports, and ordering of recycled buffers.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCpuBackend, type DType } from '@softgrad/tensor';
+import { createCpuBackend, runFusedReference, type DType, type FusedKernel } from '@softgrad/tensor';
 import { WebGpuBackend, type MatmulTile, type MatmulVariant } from '@softgrad/webgpu';
 import { describeKernelParity, f32, runKernel as run, type Input, type Kernel } from '../../../test/support/backend-parity.js';
 import { acquireTestBackend, expectClose, expectEqual, seededInts } from './gpu-setup.js';
@@ -66,6 +66,33 @@ describe.skipIf(!gpu)('WebGPU-specific kernels', () => {
     // The flag is cleared once reported.
     await expect(gpu!.read(x, 'float32', 3)).resolves.toEqual(new Float32Array([1, 2, 3]));
     for (const b of [x, i, out]) gpu!.free(b);
+  });
+
+  it('fused kernels with infinite, NaN and out-of-range constants compile and agree with the reference', async () => {
+    // WGSL refuses a constant expression that evaluates to inf or NaN (jit's isFinite test
+    // |x| < Infinity, a -Infinity mask fill), so those must reach the shader as run-time values.
+    const data = new Float32Array([0, 1.5, -2, Infinity, -Infinity, NaN, 3e38, -7]);
+    for (const value of [Infinity, -Infinity, NaN, 1e39, -1e39]) {
+      const kernel: FusedKernel = {
+        shape: [8], reduceAxes: [], inputs: [{ dtype: 'float32', offset: 0, strides: [1] }],
+        nodes: [
+          { kind: 'input', input: 0, dtype: 'float32' },
+          { kind: 'const', value, dtype: 'float32' },
+          { kind: 'binary', op: 'less', a: 0, b: 1, dtype: 'bool' },
+          { kind: 'where', cond: 2, a: 0, b: 1, dtype: 'float32' },
+          { kind: 'binary', op: 'maximum', a: 3, b: 1, dtype: 'float32' },
+        ],
+        outputs: [{ node: 3, dtype: 'float32' }, { node: 4, dtype: 'float32' }],
+      };
+      const x = gpu!.fromTyped(data, 'float32');
+      const outs = gpu!.runFused(kernel, [x]);
+      const want = runFusedReference(kernel, [data]);
+      for (let j = 0; j < outs.length; j++) {
+        expectEqual(await gpu!.read(outs[j]!, 'float32', 8), want[j]!, `constant ${value}, output ${j}`);
+        gpu!.free(outs[j]!);
+      }
+      gpu!.free(x);
+    }
   });
 
   it('writes into a recycled buffer never overtake pending reads of it', async () => {
