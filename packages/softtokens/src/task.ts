@@ -348,7 +348,10 @@ export function generateChoiceTask(options: GenerateChoiceTaskOptions): ChoiceTa
       const values = new Set<number>();
       while (values.size < 4) values.add(rng.int(1, 99));
       const choices = [...values].map(String);
-      item = { kind, question: 'Which number is the largest?', choices, answerIndex: choices.indexOf(String(Math.max(...values))) };
+      // The question lists the numbers: likelihood scoring reads only the question before the
+      // choice, so a question without them could not be answered.
+      const listed = `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}`;
+      item = { kind, question: `Which number is the largest: ${listed}?`, choices, answerIndex: choices.indexOf(String(Math.max(...values))) };
     } else {
       const first = rng.pick(PEOPLE);
       const second = rng.pick(PEOPLE.filter((q) => q !== first));
