@@ -16,3 +16,7 @@ export * from './builtin.js';
 export * from './evaluate.js';
 export * from './train.js';
 export * from './preflight.js';
+export {
+  directionalVerdict, discordantPairs, equivalenceVerdict, mcnemarExact, mean, pairedBootstrap, quantileSorted, sampleSd,
+  type BootstrapOptions, type Interval,
+} from './stats.js';
