@@ -21,7 +21,7 @@ export const PRETRAIN_FLAGS: FlagSpecs = {
   warmup: { type: 'int', help: 'warm-up steps', default: 40, min: 0 },
   examples: { type: 'int', help: 'training problems generated from the seed', default: 4000, min: 1 },
   seed: { type: 'int', help: 'seed for data, initialisation and order', default: 1, min: 0 },
-  init: { type: 'string', help: 'continue from this model directory instead of a random initialisation' },
+  init: { type: 'string', help: 'continue from this model directory ("builtin": the shipped base model) instead of a random initialisation' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -35,7 +35,15 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   if (existsSync(out) && !existsSync(join(out, 'config.json'))) {
     throw new UsageError(`--out ${out} exists and is not a model directory; it would be replaced: choose another --out`);
   }
-  const initDir = f.init ? modelDirOf(resolve(String(f.init))) : undefined;
+  let initDir: string | undefined;
+  if (f.init !== undefined) {
+    try {
+      initDir = modelDirOf(String(f.init) === 'builtin' ? 'builtin' : resolve(String(f.init)));
+    } catch (e) {
+      // modelDirOf speaks of --model; here the directory came from --init.
+      throw e instanceof UsageError ? new UsageError(e.message.replace(/^--model /, '--init ')) : e;
+    }
+  }
   const previousPath = initDir && join(initDir, 'pretrain.json');
   if (previousPath && !existsSync(previousPath)) throw new UsageError(`--init ${initDir}: no pretrain.json (not made by softgrad pretrain)`);
   const tokenizer = builtinTokenizer();
