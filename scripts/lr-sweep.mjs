@@ -7,8 +7,10 @@
  * of the run (less noisy than the single best validation); ties go to the smaller rate.
  *
  *   npm run build && node scripts/lr-sweep.mjs [--kinds hard,soft,fuzzy] [--lrs 3e-4,1e-3,3e-3] [--lrs-soft 1e-4,3e-4,1e-3]
- *       [--out reports/lr-sweep] [--jobs 1] [--seed 0] [--preset default]
+ *       [--out reports/lr-sweep] [--jobs 1] [--seed 0] [--preset default] [--reuse true]
  *
+ * --reuse true keeps runs in OUT/runs that already finished (their checkpoint is at the last
+ * step), so that a sweep can be widened without training its finished runs again.
  * Writes OUT/sweep.md and OUT/sweep.json (atomically) and every run directory under OUT/runs.
  */
 import { spawn } from 'node:child_process';
@@ -26,7 +28,7 @@ const { DEMO_PRESETS } = await import(join(root, 'packages', 'cli', 'dist', 'dem
 const { writeFileAtomicSync } = await import(join(root, 'packages', 'transformer', 'dist', 'index.js'));
 const { markdownTable } = await import(join(root, 'packages', 'softtokens', 'dist', 'index.js'));
 
-const flags = { kinds: 'hard,soft,fuzzy', lrs: '3e-4,1e-3,3e-3', 'lrs-hard': '', 'lrs-soft': '', 'lrs-fuzzy': '', out: 'reports/lr-sweep', jobs: '1', seed: '0', preset: 'default' };
+const flags = { kinds: 'hard,soft,fuzzy', lrs: '3e-4,1e-3,3e-3', 'lrs-hard': '', 'lrs-soft': '', 'lrs-fuzzy': '', out: 'reports/lr-sweep', jobs: '1', seed: '0', preset: 'default', reuse: 'false' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const name = argv[i].replace(/^--/, '');
@@ -56,7 +58,16 @@ const v = preset.values;
 const runs = kinds.flatMap((kind) => lrsOf(kind).map((lr) => ({ kind, lr, dir: join(out, 'runs', `${kind}-lr${lr}`) })));
 const t0 = performance.now();
 let done = 0;
+function finished(run) {
+  const path = join(run.dir, 'checkpoint', 'state.json');
+  return existsSync(path) && JSON.parse(readFileSync(path, 'utf8')).step === v.steps;
+}
 async function train(run) {
+  if (flags.reuse === 'true' && finished(run)) {
+    done++;
+    console.error(`lr-sweep: ${done}/${runs.length} ${run.kind} lr ${run.lr}: finished before, reused`);
+    return;
+  }
   const args = [MAIN, 'train', '--model', 'builtin', '--data', 'builtin:train', '--val', 'builtin:val', '--val-count', String(v['val-count']),
     '--out', run.dir, '--mode', run.kind, '--batch-prompts', String(v['batch-prompts']), '--samples', String(v.samples),
     '--max-cot', String(v['max-cot']), '--lr', String(run.lr), '--warmup', String(v.warmup), '--steps', String(v.steps),
