@@ -168,6 +168,6 @@ export function evalMarkdown(r: EvalReport): string {
   const status = r.complete === false ? 'Status: incomplete (interrupted or still running); the modes below are finished\n' : '';
   let md = `Model: ${r.model}\nData: ${r.data}\n${settings}${status}\n` + markdownTable(
     ['mode', 'problems', 'samples', 'pass@1 %', passKHeader, 'boxed %', 'CoT len', 'stopped %', 'mean entropy', 'seconds'], rows);
-  if (r.choices) md += `\n\nMultiple choice (${r.choices.items} items): accuracy ${pct(r.choices.accuracy)}%, NLL of correct choice ${r.choices.meanNll.toFixed(3)} nats\n`;
+  if (r.choices) md += `\n\nMultiple choice (${r.choices.items} items): accuracy ${pct(r.choices.accuracy)}%, NLL of the correct choice ${r.choices.meanNll.toFixed(3)} nats per token\n`;
   return md;
 }

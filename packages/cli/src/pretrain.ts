@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
 import { initParams, loadModel, parameterCount, parseJsonStrict, saveModel, swapDirectory, writeFileAtomicSync } from '@softgrad/transformer';
 import {
-  builtinModelConfig, builtinTokenizer, formatPrompt, formatSupervisedTarget, generateTask, trainSupervised,
+  builtinModelConfig, builtinTokenizer, fnv1a32, formatPrompt, formatSupervisedTarget, generateTask, shortcutAnswer, trainSupervised,
 } from '@softgrad/softtokens';
 import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
 import { modelDirOf } from './common.js';
@@ -21,7 +21,8 @@ export const PRETRAIN_FLAGS: FlagSpecs = {
   warmup: { type: 'int', help: 'warm-up steps', default: 40, min: 0 },
   examples: { type: 'int', help: 'training problems generated from the seed', default: 4000, min: 1 },
   seed: { type: 'int', help: 'seed for data, initialisation and order', default: 1, min: 0 },
-  init: { type: 'string', help: 'continue from this model directory instead of a random initialisation' },
+  'shortcut-fraction': { type: 'number', help: 'fraction of examples written in the shortcut style (the result with no working; the built-in base model uses 0.5, see docs/demo.md)', default: 0, min: 0, max: 1 },
+  init: { type: 'string', help: 'continue from this model directory ("builtin": the shipped base model) instead of a random initialisation' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
@@ -35,17 +36,31 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   if (existsSync(out) && !existsSync(join(out, 'config.json'))) {
     throw new UsageError(`--out ${out} exists and is not a model directory; it would be replaced: choose another --out`);
   }
-  const initDir = f.init ? modelDirOf(resolve(String(f.init))) : undefined;
+  let initDir: string | undefined;
+  if (f.init !== undefined) {
+    try {
+      initDir = modelDirOf(String(f.init) === 'builtin' ? 'builtin' : resolve(String(f.init)));
+    } catch (e) {
+      // modelDirOf speaks of --model; here the directory came from --init.
+      throw e instanceof UsageError ? new UsageError(e.message.replace(/^--model /, '--init ')) : e;
+    }
+  }
   const previousPath = initDir && join(initDir, 'pretrain.json');
   if (previousPath && !existsSync(previousPath)) throw new UsageError(`--init ${initDir}: no pretrain.json (not made by softgrad pretrain)`);
   const tokenizer = builtinTokenizer();
   const config = builtinModelConfig(tokenizer.vocabSize);
   const seed = Number(f.seed);
   const problems = generateTask({ seed, split: 'train', count: Number(f.examples) });
-  const examples = problems.map((p) => ({ prompt: formatPrompt(p.question), completion: formatSupervisedTarget(p.answer) }));
+  const shortcut = Number(f['shortcut-fraction']);
+  // Which examples are shortcuts depends on the seed and the index only: reproducible.
+  const isShortcut = (i: number) => fnv1a32(`${seed}:shortcut:${i}`) / 2 ** 32 < shortcut;
+  const examples = problems.map((p, i) => ({
+    prompt: formatPrompt(p.question),
+    completion: formatSupervisedTarget(isShortcut(i) ? shortcutAnswer(p) : p.answer),
+  }));
   const previous = previousPath ? parseJsonStrict(readFileSync(previousPath, 'utf8'), previousPath) : null;
   const init = initDir ? (await loadModel(initDir)).params : initParams(config, seed);
-  log(`pretrain: ${parameterCount(init)} parameters, vocab ${tokenizer.vocabSize}, ${examples.length} examples`);
+  log(`pretrain: ${parameterCount(init)} parameters, vocab ${tokenizer.vocabSize}, ${examples.length} examples (${problems.filter((_, i) => isShortcut(i)).length} in the shortcut style)`);
   const steps = Number(f.steps);
   const bar = new Progress('pretrain', steps);
   const history: { step: number; loss: number }[] = [];

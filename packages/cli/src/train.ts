@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as T from '@softgrad/tensor';
 import {
-  DEFAULT_NOISE_SCALE, DEFAULT_TAU, EVAL_MODES, NothingToResumeError, ResumeMismatchError, RunDirectoryInUseError, SettingsError, checkProblemsFit,
+  DEFAULT_NOISE_SCALE, DEFAULT_TAU, EVAL_MODES, defaultValMode, NothingToResumeError, ResumeMismatchError, RunDirectoryInUseError, SettingsError, checkProblemsFit,
   precheckRun, trainRl, type RlSettings, type CotKind, type EvalModeName, type Located, type NoiseConvention, type ProblemItem,
 } from '@softgrad/softtokens';
 import { helpText, parseFlags, UsageError, type FlagSpecs } from './args.js';
@@ -22,7 +22,7 @@ export const TRAIN_FLAGS: FlagSpecs = {
     default: 'auto',
   },
   'val-count': { type: 'int', help: 'validation problems', default: 40, min: 0 },
-  'val-mode': { type: 'string', help: 'greedy mode for validation / checkpoint choice', default: 'hard-greedy', choices: EVAL_MODES },
+  'val-mode': { type: 'string', help: 'greedy mode for validation / checkpoint choice (default: the trained kind\'s own, e.g. soft-greedy for --mode soft)', choices: EVAL_MODES },
   out: { type: 'string', help: 'run directory (run.json, metrics.jsonl, checkpoint/, best/)', default: 'runs/rl' },
   mode: { type: 'string', help: 'CoT kind trained', default: 'soft', choices: ['hard', 'soft', 'fuzzy'] },
   tau: { type: 'number', help: 'CoT temperature (default: hard 1.0, soft 0.5, fuzzy 0.0001)', min: 0 },
@@ -139,7 +139,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     batchPrompts: Number(f['batch-prompts']), samples: Number(f.samples), maxCot: budget.maxCot,
     maxAnswer: budget.maxAnswer, lr: Number(f.lr), warmup: Number(f.warmup), steps,
     weightDecay: Number(f['weight-decay']), maxGradNorm: maxGradNorm > 0 ? maxGradNorm : undefined, seed,
-    evalEvery: Number(f['eval-every']), valMode: String(f['val-mode']) as EvalModeName, checkpointEvery: Number(f['checkpoint-every']),
+    evalEvery: Number(f['eval-every']), valMode: (f['val-mode'] as EvalModeName | undefined) ?? defaultValMode(kind), checkpointEvery: Number(f['checkpoint-every']),
   };
   const provenance = { model: String(f.model), data: train.source, validation: validation.source };
   const runOptions = { dir, resume: !!f.resume, overwrite: !!f.overwrite, settings, train: train.items, validation: validation.items, provenance };
@@ -157,7 +157,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   log(`train: ${kind} CoT, ${train.items.length} problems from ${train.source}, B=${f['batch-prompts']} G=${f.samples}, τ=${f.tau ?? DEFAULT_TAU[kind]}, γ=${f['noise-scale']} (${f['noise-convention']}), lr=${f.lr}, ${steps} steps → ${dir}`);
   log(validation.items.length > 0
-    ? `train: validation on ${validation.items.length} problems from ${validation.source} (${f['val-mode']}); best/ is the best of them, the starting model included`
+    ? `train: validation on ${validation.items.length} problems from ${validation.source} (${settings.valMode}); best/ is the best of them, the starting model included`
     : `train: no validation set (${valSpec === 'none' ? '--val none' : '--val-count 0'}); the final model is in ${dir}/checkpoint`);
   const bar = new Progress(`train ${kind}`, steps, !!f.quiet);
   const interrupt = interruptOnSigint('train');

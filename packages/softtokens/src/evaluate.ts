@@ -55,6 +55,11 @@ export interface ProblemOutcome {
   question: string;
   reference: string;
   rewards: number[];
+  /**
+   * Mean next-token entropy (nats) over this problem's CoT steps, all samples pooled (NaN when
+   * no sample has a CoT step): the per-problem score that paired entropy comparisons use.
+   */
+  meanEntropy: number;
   /** First sample's texts, for reading. */
   cotText: string;
   answerText: string;
@@ -111,7 +116,13 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
     chunk.forEach((p, b) => {
       const rows: Rollout[] = batch.rollouts.slice(b * n, (b + 1) * n);
       const rewards = rows.map((r) => reward(r.answerText, p.reference));
+      let problemEntSum = 0;
+      let problemEntCount = 0;
       for (const r of rows) {
+        for (const e of r.entropies) {
+          problemEntSum += e;
+          problemEntCount++;
+        }
         cotLen += r.cotTokens.length;
         if (r.stoppedEarly) stops++;
         r.entropies.forEach((e, t) => {
@@ -124,7 +135,10 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
         if (w >= REWARD_FORMAT) formatted++;
         total++;
       }
-      outcomes.push({ question: p.question, reference: p.reference, rewards, cotText: rows[0]!.cotText, answerText: rows[0]!.answerText });
+      outcomes.push({
+        question: p.question, reference: p.reference, rewards, meanEntropy: problemEntCount > 0 ? problemEntSum / problemEntCount : NaN,
+        cotText: rows[0]!.cotText, answerText: rows[0]!.answerText,
+      });
     });
     opts.onProgress?.(Math.min(start + perBatch, opts.problems.length), opts.problems.length);
   }
@@ -148,10 +162,17 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
 export interface ChoiceResult {
   items: number;
   accuracy: number;
-  /** Mean negative log-likelihood (nats) of the correct choice's tokens given the question. */
+  /**
+   * Mean over items of the negative log-likelihood of the correct choice **per token** (nats):
+   * the choice's summed NLL divided by its number of tokens, as the paper reports it.
+   */
   meanNll: number;
   /** Standard error of meanNll over items. */
   nllStdErr: number;
+  /** Per item, in order: NLL per token of the correct choice (the scores paired comparisons use). */
+  itemNll: number[];
+  /** Per item: whether the highest-likelihood choice was the correct one. */
+  itemCorrect: boolean[];
 }
 
 /**
@@ -166,7 +187,7 @@ export function choicePrompt(question: string): string {
 /**
  * Likelihood scoring of multiple-choice items: each choice is scored as the completion
  * ` choice` of `question\nAnswer:`; the prediction is the choice with the highest total
- * log-likelihood.
+ * log-likelihood, and the NLL reported is the correct choice's per token.
  */
 export async function evaluateChoices(
   config: TransformerConfig,
@@ -176,10 +197,13 @@ export async function evaluateChoices(
   batchSize = 64,
 ): Promise<ChoiceResult> {
   const seqs: { item: number; choice: number; ex: EncodedExample }[] = [];
+  const correctTokens: number[] = [];
   items.forEach((it, i) => {
     const p = tokenizer.encode(choicePrompt(it.question), { addSpecialTokens: true });
     it.choices.forEach((c, j) => {
       const ids = [...p, ...tokenizer.encode(` ${c}`)];
+      if (ids.length === p.length) throw new Error(`evaluateChoices: item ${i} choice ${j} (${JSON.stringify(c)}) encodes to no tokens`);
+      if (j === it.answerIndex) correctTokens[i] = ids.length - p.length;
       seqs.push({ item: i, choice: j, ex: { ids, start: p.length } });
     });
   });
@@ -193,14 +217,16 @@ export async function evaluateChoices(
   }
   let correct = 0;
   const nlls: number[] = [];
+  const itemCorrect: boolean[] = [];
   items.forEach((it, i) => {
     const sc = scores[i]!;
     const best = sc.indexOf(Math.max(...sc));
     if (best === it.answerIndex) correct++;
-    nlls.push(-sc[it.answerIndex]!);
+    itemCorrect.push(best === it.answerIndex);
+    nlls.push(-sc[it.answerIndex]! / correctTokens[i]!);
   });
   const n = Math.max(1, items.length);
   const meanNll = nlls.reduce((a, b) => a + b, 0) / n;
   const variance = nlls.length > 1 ? nlls.reduce((a, v) => a + (v - meanNll) ** 2, 0) / (nlls.length - 1) : 0;
-  return { items: items.length, accuracy: correct / n, meanNll, nllStdErr: Math.sqrt(variance / n) };
+  return { items: items.length, accuracy: correct / n, meanNll, nllStdErr: Math.sqrt(variance / n), itemNll: nlls, itemCorrect };
 }

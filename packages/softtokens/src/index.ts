@@ -16,7 +16,7 @@ export {
   applyOp, type ArithmeticOp, type ChoiceKind, type ChoiceTaskItem, evaluateChain, fnv1a32, generateChoiceTask,
   type GenerateChoiceTaskOptions, generateTask, type GenerateTaskOptions, inDistributionSplit, isHeldOutCombination,
   type ProblemMeta, SeededRng, TASK_ITEMS, TASK_NAMES, TASK_SPLITS, type TaskItem, type TaskSplit, TEMPLATE_NAMES,
-  type TemplateName, toGsm8kRecord,
+  shortcutAnswer, type TemplateName, toGsm8kRecord,
 } from './task.js';
 export {
   type ChoiceFormat, type ChoiceItem, type ChoiceSet, loadChoiceItems, loadChoiceSet, loadGsm8k, loadMath,
@@ -50,10 +50,14 @@ export {
   type ModeResult, type ProblemOutcome, yieldToEventLoop,
 } from './evaluate.js';
 export {
-  type ExplicitRlSettings, explicitSettings, NothingToResumeError, precheckRun, promptsForStep, ResumeMismatchError,
+  defaultValMode, type ExplicitRlSettings, explicitSettings, NothingToResumeError, precheckRun, promptsForStep, ResumeMismatchError,
   type RlRunOptions, type RlRunResult, type RlSettings, runDifferences, RunDirectoryInUseError, type StepMetrics,
   trainRl,
 } from './train.js';
 export {
   checkChoicesFit, checkProblemsFit, type Located, positionsAfterPrompt, type RolloutBudget, SettingsError,
 } from './preflight.js';
+export {
+  type BootstrapOptions, directionalVerdict, discordantPairs, equivalenceVerdict, type Interval, mcnemarExact, mean,
+  pairedBootstrap, quantileSorted, sampleSd,
+} from './stats.js';

@@ -6,6 +6,13 @@
 export interface LineSeries {
   readonly name: string;
   readonly points: readonly (readonly [number, number])[];
+  /** Stroke colour (default: the palette's colour for the series' position). */
+  readonly colour?: string;
+  /**
+   * A shaded band around the line, as `[x, low, high]` points (e.g. the range over seeds);
+   * drawn in the series' colour, translucent, under every line.
+   */
+  readonly band?: readonly (readonly [number, number, number])[];
 }
 
 export interface LineChartOptions {
@@ -106,7 +113,8 @@ export function lineChartSvg(options: LineChartOptions): string {
   const plotW = Math.max(10, width - margin.left - margin.right);
   const plotH = Math.max(10, height - margin.top - margin.bottom);
 
-  const finite = options.series.flatMap((s) => s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)));
+  const bandPoints = options.series.flatMap((s) => (s.band ?? []).flatMap(([x, lo, hi]) => [[x, lo], [x, hi]] as [number, number][]));
+  const finite = [...options.series.flatMap((s) => s.points), ...bandPoints].filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const [x0, x1] = extent(finite.map((p) => p[0]), 6, options.xRange);
   const [y0, y1] = extent(finite.map((p) => p[1]), 5, options.yRange);
   // Halving first keeps x − x0 finite even for data near ±Number.MAX_VALUE.
@@ -150,9 +158,21 @@ export function lineChartSvg(options: LineChartOptions): string {
   for (const ch of options.title) h = (Math.imul(h, 31) + ch.charCodeAt(0)) >>> 0;
   const clipId = `plot-area-${h.toString(36)}`;
   parts.push(`<clipPath id="${clipId}"><rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}"/></clipPath>`);
+  const colourOf = (s: LineSeries, i: number) => s.colour ?? SERIES_COLOURS[i % SERIES_COLOURS.length]!;
+  if (options.series.some((s) => s.band && s.band.length > 1)) {
+    parts.push(`<g clip-path="url(#${clipId})" stroke="none" fill-opacity="0.18">`);
+    options.series.forEach((s, i) => {
+      const band = (s.band ?? []).filter(([x, lo, hi]) => Number.isFinite(x) && Number.isFinite(lo) && Number.isFinite(hi));
+      if (band.length < 2) return;
+      const upper = band.map(([x, , hi]) => `${fmt(sx(x))},${fmt(sy(hi))}`);
+      const lower = band.map(([x, lo]) => `${fmt(sx(x))},${fmt(sy(lo))}`).reverse();
+      parts.push(`<polygon fill="${escapeXml(colourOf(s, i))}" points="${[...upper, ...lower].join(' ')}"/>`);
+    });
+    parts.push('</g>');
+  }
   parts.push(`<g clip-path="url(#${clipId})" fill="none" stroke-width="2" stroke-linejoin="round">`);
   options.series.forEach((s, i) => {
-    const colour = SERIES_COLOURS[i % SERIES_COLOURS.length]!;
+    const colour = escapeXml(colourOf(s, i));
     let run: string[] = [];
     const flush = () => {
       if (run.length > 1) parts.push(`<polyline stroke="${colour}" points="${run.join(' ')}"/>`);
@@ -177,7 +197,7 @@ export function lineChartSvg(options: LineChartOptions): string {
     const lx = margin.left + plotW + 15;
     parts.push('<g>');
     options.series.forEach((s, i) => {
-      const colour = SERIES_COLOURS[i % SERIES_COLOURS.length]!;
+      const colour = escapeXml(colourOf(s, i));
       const ly = margin.top + 10 + i * 18;
       parts.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 18}" y2="${ly}" stroke="${colour}" stroke-width="3"/>`);
       parts.push(`<text x="${lx + 24}" y="${ly + 4}">${escapeXml(s.name)}</text>`);

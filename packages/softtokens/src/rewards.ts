@@ -1,6 +1,7 @@
 /**
  * Answer extraction, normalisation and the paper's reward (docs/method.md): 100 for a correct
- * boxed answer, 10 for a boxed answer that parses but is wrong, 0 otherwise.
+ * boxed answer, 10 for a boxed answer that parses but is wrong, 0 otherwise (an empty box,
+ * `\boxed{}`, has nothing to parse and earns 0).
  *
  * Correctness is mathematical equivalence, not string equality: numbers are compared as
  * exact BigInt rationals (so `0.5` = `1/2` = `\frac{1}{2}` while `0.333` ≠ `1/3`), and
@@ -431,10 +432,12 @@ export function mathReference(solution: string): string | null {
 /**
  * The paper's reward for one answer text (which should include the prefilled `\boxed{`):
  * REWARD_CORRECT if its last boxed answer is equivalent to `reference`, REWARD_FORMAT if a
- * boxed answer parses but is wrong, REWARD_NONE if there is no complete boxed answer.
+ * boxed answer parses but is wrong, REWARD_NONE if there is no complete boxed answer or the
+ * box holds nothing to parse (`\boxed{}`, `\boxed{ }`, `\boxed{\text{}}`): with the `\boxed{`
+ * prefill, closing the brace at once would otherwise earn the format reward for no answer.
  */
 export function reward(answerText: string, reference: string): number {
   const boxed = extractLastBoxed(answerText);
-  if (boxed === null) return REWARD_NONE;
+  if (boxed === null || normalizeAnswer(boxed) === '') return REWARD_NONE;
   return answersEquivalent(boxed, reference) ? REWARD_CORRECT : REWARD_FORMAT;
 }

@@ -292,6 +292,23 @@ export function generateTask(options: GenerateTaskOptions): TaskItem[] {
   return out;
 }
 
+/**
+ * The same problem's answer in the *shortcut* style: only the last sentence, with the result
+ * stated and no working (`Eva has 64 coins in all.` for `The bags hold 6 * 5 = 30 coins.` /
+ * `Eva has 30 + 34 = 64 coins in all.`). The built-in base model is pretrained on a mixture
+ * of both styles (`softgrad pretrain --shortcut-fraction`), so that, like a real base model,
+ * it can reason in a careful way and in a less reliable one: a tiny model that writes no
+ * working gets the arithmetic wrong far more often, and which style to use is a choice RL can
+ * learn from every problem at once (docs/demo.md).
+ */
+export function shortcutAnswer(item: TaskItem): string {
+  const at = item.answer.lastIndexOf('\n#### ');
+  const lines = item.answer.slice(0, at).split('\n');
+  const last = lines[lines.length - 1]!.replace(/\d+ [+*-] \d+ = (?:<<[^<>]*>>)?(\d+)/, '$1').replace(/^Then /, '');
+  if (!last.includes(String(item.meta.result))) throw new Error(`shortcutAnswer: no result in "${last}"`);
+  return `${last}\n#### ${item.meta.result}`;
+}
+
 /** Drops `meta`: exactly GSM8K's record shape, for writing JSONL. */
 export function toGsm8kRecord(item: TaskItem): { question: string; answer: string } {
   return { question: item.question, answer: item.answer };
@@ -348,7 +365,10 @@ export function generateChoiceTask(options: GenerateChoiceTaskOptions): ChoiceTa
       const values = new Set<number>();
       while (values.size < 4) values.add(rng.int(1, 99));
       const choices = [...values].map(String);
-      item = { kind, question: 'Which number is the largest?', choices, answerIndex: choices.indexOf(String(Math.max(...values))) };
+      // The question lists the numbers: likelihood scoring reads only the question before the
+      // choice, so a question without them could not be answered.
+      const listed = `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}`;
+      item = { kind, question: `Which number is the largest: ${listed}?`, choices, answerIndex: choices.indexOf(String(Math.max(...values))) };
     } else {
       const first = rng.pick(PEOPLE);
       const second = rng.pick(PEOPLE.filter((q) => q !== first));

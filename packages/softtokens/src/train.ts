@@ -45,7 +45,11 @@ export interface RlSettings {
   seed: number;
   /** Validate every this many steps (0: only at the end). */
   evalEvery: number;
-  /** Greedy mode used for validation (the paper picks checkpoints by greedy accuracy). */
+  /**
+   * Greedy mode used for validation and checkpoint choice; by default the trained kind's own
+   * (`hard-greedy`, `soft-greedy` or `fuzzy-greedy`: no noise, greedy answer), as the paper
+   * validates each kind (docs/method.md).
+   */
   valMode?: EvalModeName;
   /** Checkpoint every this many steps (and at the end). */
   checkpointEvery: number;
@@ -144,6 +148,11 @@ export class ResumeMismatchError extends Error {
   }
 }
 
+/** The greedy mode a kind is validated in by default: its own CoT without noise, greedy answer. */
+export function defaultValMode(kind: CotKind): EvalModeName {
+  return `${kind}-greedy`;
+}
+
 /** Prompt indices for a step: an epoch-wise permutation of the training set fixed by the seed. */
 export function promptsForStep(seed: number, step: number, batch: number, n: number): number[] {
   const out: number[] = [];
@@ -200,7 +209,7 @@ export function explicitSettings(s: RlSettings): ExplicitRlSettings {
     maxGradNorm: s.maxGradNorm ?? null,
     seed: s.seed,
     evalEvery: s.evalEvery,
-    valMode: s.valMode ?? 'hard-greedy',
+    valMode: s.valMode ?? defaultValMode(s.kind),
     checkpointEvery: s.checkpointEvery,
   };
 }
@@ -425,7 +434,7 @@ export async function trainRl(opts: RlRunOptions): Promise<RlRunResult> {
   const backend = opts.params.embed.backend;
   const tau = s.tau ?? DEFAULT_TAU[s.kind];
   const cot = trainingCotSettings(s.kind, tau, s.noiseScale ?? DEFAULT_NOISE_SCALE, s.noiseConvention ?? 'norm');
-  const valMode = s.valMode ?? 'hard-greedy';
+  const valMode = s.valMode ?? defaultValMode(s.kind);
   const metricsPath = join(dir, 'metrics.jsonl');
   const modelFiles = opts.modelFiles ?? [];
   const definition = await runDefinition(opts);

@@ -119,6 +119,28 @@ describe('lineChartSvg', () => {
     expect(new Set(colours).size).toBe(10);
   });
 
+  it('uses a series\' own colour in its line, band and legend, and draws bands under the lines', () => {
+    const svg = lineChartSvg({
+      title: 'bands', xLabel: 'x', yLabel: 'y',
+      series: [
+        { name: 'hard-trained', colour: '#123456', points: [[0, 1], [1, 2], [2, 3]], band: [[0, 0.5, 1.5], [1, 1, 3], [2, 2, 9]] },
+        { name: 'soft-trained', points: [[0, 2], [1, 2]] },
+      ],
+    });
+    const root = parseXml(svg);
+    const polygons = all(root, 'polygon');
+    expect(polygons).toHaveLength(1);
+    expect(polygons[0]!.attrs['fill']).toBe('#123456');
+    // Upper edge left to right, then the lower edge back: 2 × 3 points.
+    expect(polygons[0]!.attrs['points']!.split(' ')).toHaveLength(6);
+    expect(all(root, 'polyline').map((p) => p.attrs['stroke'])).toEqual(['#123456', SERIES_COLOURS[1]]);
+    const legendLines = all(root, 'line').filter((l) => l.attrs['stroke-width'] === '3');
+    expect(legendLines.map((l) => l.attrs['stroke'])).toEqual(['#123456', SERIES_COLOURS[1]]);
+    // The band's high point (9) is inside the y range.
+    expect(all(root, 'text').map((t) => t.text)).toContain('10');
+    expect(svg.indexOf('<polygon')).toBeLessThan(svg.indexOf('<polyline'));
+  });
+
   it('stays well-formed for any data, names and ranges', () => {
     const point = fc.tuple(fc.double(), fc.double());
     fc.assert(

@@ -119,7 +119,10 @@ const REWARD_CASES: [string, string, number][] = [
   ['\\boxed{2X+1}', '2x+1', 10],
   // wrong, empty, missing and unparseable
   ['\\boxed{8}', '7', 10],
-  ['\\boxed{}', '7', 10],
+  ['\\boxed{}', '7', 0],
+  ['\\boxed{ }', '7', 0],
+  ['\\boxed{\\text{}}', '7', 0],
+  ['\\boxed{.}', '7', 0],
   ['\\boxed{seven}', '7', 10],
   ['The answer is 7.', '7', 0],
   ['The final answer is: 7', '7', 0],
