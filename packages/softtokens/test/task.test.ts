@@ -9,6 +9,7 @@ import {
   generateChoiceTask,
   generateTask,
   isHeldOutCombination,
+  shortcutAnswer,
   toGsm8kRecord,
   type TaskItem,
 } from '../src/task.js';
@@ -137,6 +138,22 @@ describe('generateTask', () => {
     const n = add.meta.names[0];
     expect(add.question).toMatch(new RegExp(`^${n} has ${a} ${add.meta.item}\\. (He|She) buys ${b} more\\. How many ${add.meta.item} does ${n} have now\\?$`));
     expect(add.answer).toBe(`${n} has ${a} + ${b} = ${a! + b!} ${add.meta.item}.\n#### ${a! + b!}`);
+  });
+
+  it('writes the shortcut style: the last sentence with its result and no working, the same reference', () => {
+    const items = generateTask({ seed: 3, split: 'train', count: 300 });
+    for (const t of TEMPLATE_NAMES) expect(items.some((x) => x.meta.template === t)).toBe(true);
+    for (const item of items) {
+      const short = shortcutAnswer(item);
+      expect(gsm8kReference(short)).toBe(gsm8kReference(item.answer));
+      const [sentence, final] = short.split('\n');
+      expect(final).toBe(`#### ${item.meta.result}`);
+      // No arithmetic is written, and the sentence names the result and the item.
+      expect(sentence).not.toMatch(/[+*=]| - /);
+      expect(sentence).toMatch(new RegExp(`^(${[...TASK_NAMES, 'They'].join('|')}) ha(s|ve) ${item.meta.result} ${item.meta.item}( in all)?\\.$`));
+    }
+    const mulAdd = items.find((x) => x.meta.template === 'mul-add')!;
+    expect(shortcutAnswer(mulAdd)).toBe(`${mulAdd.meta.names[0]} has ${mulAdd.meta.result} ${mulAdd.meta.item} in all.\n#### ${mulAdd.meta.result}`);
   });
 
   it('rejects bad options', () => {
