@@ -32,7 +32,7 @@ export interface DemoPreset {
  * The learning rates of the default budget, from the sweep in docs/demo.md (each kind's best
  * mean validation accuracy over the second half of its run, in its own greedy mode).
  */
-export const DEMO_LEARNING_RATES: Record<CotKind, number> = { hard: 1e-3, soft: 1e-3, fuzzy: 1e-3 };
+export const DEMO_LEARNING_RATES: Record<CotKind, number> = { hard: 5e-5, soft: 1e-5, fuzzy: 3e-5 };
 
 const COMMON = {
   warmup: 20, 'max-cot': 128, 'test-count': 200, 'ood-count': 200, 'choice-count': 200, 'val-count': 100, 'eval-samples': 32,
@@ -43,11 +43,11 @@ const COMMON = {
 export const DEMO_PRESETS: Record<string, DemoPreset> = {
   default: {
     description: 'what npm start runs: under 10 minutes on 2 CPU cores, one seed',
-    values: { ...COMMON, steps: 200, 'batch-prompts': 4, samples: 16, 'eval-every': 20, seeds: 1 },
+    values: { ...COMMON, steps: 250, 'batch-prompts': 4, samples: 16, 'eval-every': 25, seeds: 1 },
   },
   seeds: {
     description: 'the default budget with three seeds (mean ± sd over seeds), about 3× the default time',
-    values: { ...COMMON, steps: 200, 'batch-prompts': 4, samples: 16, 'eval-every': 20, seeds: 3 },
+    values: { ...COMMON, steps: 250, 'batch-prompts': 4, samples: 16, 'eval-every': 25, seeds: 3 },
   },
   paper: {
     description: "the paper's schedule: B = 2 × G = 32, 4000 steps, 20 warm-up steps, cosine, three seeds (hours; use --backend webgpu and --jobs where there is a GPU or many cores)",
