@@ -77,9 +77,16 @@ function readSettings(): PageTrainingSettings {
   };
 }
 
-// A new kind starts from the paper's temperature for it (docs/method.md); τ stays editable.
+// The learning rates the demo's sweep chose for the shipped model (docs/demo.md#learning-rates):
+// soft and fuzzy RL collapse at rates hard RL survives.
+const SWEPT_LEARNING_RATES: Record<CotKind, number> = { hard: 5e-5, soft: 1e-5, fuzzy: 3e-5 };
+
+// A new kind starts from the paper's temperature for it (docs/method.md) and the swept learning
+// rate; both stay editable.
 field('kind').addEventListener('change', () => {
-  field('tau').value = String(DEFAULT_TAU[field('kind').value as CotKind]);
+  const kind = field('kind').value as CotKind;
+  field('tau').value = String(DEFAULT_TAU[kind]);
+  field('lr').value = String(SWEPT_LEARNING_RATES[kind]);
 });
 
 // ---------------------------------------------------------------------------------------
