@@ -51,6 +51,7 @@ describe.skipIf(!gpu)('the RL loop on WebGPU', () => {
       const reads: number[] = [];
       const g = await decode(gpu!, mode, reads);
       const c = await decode(T.getDefaultBackend(), mode);
+      const rows = g.batch.rollouts.length;
       g.batch.rollouts.forEach((r, i) => {
         const w = c.batch.rollouts[i]!;
         expect(r.cotTokens, `${mode} row ${i} CoT`).toEqual(w.cotTokens);
@@ -62,11 +63,20 @@ describe.skipIf(!gpu)('the RL loop on WebGPU', () => {
         expect(g.soft).toBeNull();
       } else {
         expect(g.batch.sigma > 0).toBe(mode === 'soft-sample');
-        expectClose(g.soft!, c.soft!, 1e-4, 1e-5, `${mode} soft inputs`);
+        // Each mixture is the next step's input, so float32 rounding compounds along the CoT (40
+        // steps of the shipped model reach 6e-5 on entries of a few hundredths, 0.2 %): the first
+        // step of every row must agree to float32 rounding, the rest within 1 %, and the shadow
+        // tokens above exactly.
+        const d = builtinModelConfig(builtinTokenizer().vocabSize).hidden_size;
+        const maxCot = g.soft!.length / rows / d;
+        for (let r = 0; r < rows; r++) {
+          const first = (x: Float32Array) => x.subarray(r * maxCot * d, (r * maxCot + 1) * d);
+          expectClose(first(g.soft!), first(c.soft!), 1e-4, 1e-5, `${mode} row ${r} first soft input`);
+        }
+        expectClose(g.soft!, c.soft!, 1e-2, 1e-4, `${mode} soft inputs`);
       }
       // One small readback per decoding step: the [rows] tokens (plus, once, the embedding RMS
       // and the entropies at the end of the CoT).
-      const rows = g.batch.rollouts.length;
       const steps = Math.max(...g.batch.rollouts.map((r) => r.cotTokens.length)) + Math.max(...g.batch.rollouts.map((r) => r.answerIds.length));
       expect(reads.length, `${mode}: ${reads.length} reads for ${steps} steps`).toBeLessThanOrEqual(steps + 2 + (mode === 'hard-greedy' ? 0 : 1));
       expect(reads.filter((n) => n > rows).length, `${mode} read sizes ${reads.join(',')}`).toBeLessThanOrEqual(mode === 'hard-greedy' ? 1 : 2);
