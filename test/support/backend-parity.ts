@@ -10,7 +10,7 @@ import {
   createCpuBackend, runFusedReference, type Backend, type BackendBuffer, type BufferView, type DType, type FusedKernel,
   type FusedNode, type TypedArray,
 } from '@softgrad/tensor';
-import { expectClose, expectEqual, seededInts, seededValues } from './numeric.js';
+import { expectClose, expectCloseOrBothNaN, expectEqual, seededInts, seededValues } from './numeric.js';
 
 export interface Input { data: TypedArray; shape: number[]; dtype: DType }
 export type Kernel = (be: Backend, views: BufferView[]) => BackendBuffer;
@@ -341,7 +341,7 @@ export function describeKernelParity(label: string, backend: () => Backend | nul
             const got = await be.read(outs[j]!, o.dtype, want[j]!.length);
             be.free(outs[j]!);
             const what = `output ${j} (${o.reduce ?? 'elementwise'}) of ${describeKernel(fcase.kernel)}`;
-            if (o.dtype === 'float32') expectClose(got, want[j]!, 2e-5, 1e-5 * Math.max(1, fcase.kernel.shape.reduce((a, b) => a * b, 1) ** 0.5), what);
+            if (o.dtype === 'float32') expectCloseOrBothNaN(got, want[j]!, 2e-5, 1e-5 * Math.max(1, fcase.kernel.shape.reduce((a, b) => a * b, 1) ** 0.5), what);
             else expectEqual(got, want[j]!, what);
           }
         } finally {

@@ -40,6 +40,22 @@ export function expectClose(got: TypedArray, want: TypedArray, rtol = 1e-5, atol
   }
 }
 
+/**
+ * expectClose where NaN is a value like any other: a NaN must be matched by a NaN at the same
+ * element (random fused kernels draw NaN constants; a kernel that propagates them is right).
+ */
+export function expectCloseOrBothNaN(got: TypedArray, want: TypedArray, rtol = 1e-5, atol = 1e-6, what = ''): void {
+  if (got.length !== want.length) throw new Error(`${what}: length ${got.length} ≠ ${want.length}`);
+  const g = Float64Array.from(got);
+  const w = Float64Array.from(want);
+  for (let i = 0; i < g.length; i++) {
+    const gn = Number.isNaN(g[i]!);
+    if (gn !== Number.isNaN(w[i]!)) throw new Error(`${what}: element ${i}: got ${g[i]}, want ${w[i]}`);
+    if (gn) g[i] = w[i] = 0;
+  }
+  expectClose(g, w, rtol, atol, what);
+}
+
 export function expectEqual(got: TypedArray, want: TypedArray, what = ''): void {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length} ≠ ${want.length}`);
   for (let i = 0; i < got.length; i++) {
