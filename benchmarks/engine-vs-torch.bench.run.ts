@@ -16,11 +16,8 @@
  *
  *   SOFTGRAD_BENCH_ROUNDS=n   rounds (default 5)
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import * as T from '@softgrad/tensor';
 import {
@@ -32,63 +29,11 @@ import {
   packRollouts, rlooAdvantages, rlooValueAndGrad, reward, rollout, trainingCotSettings, type AdamWState, type CotKind,
 } from '@softgrad/softtokens';
 import { fmt, formatMachine, formatTable } from './bench-util.js';
+import { TorchPeer } from './peer/torch-peer.js';
 
 const ROUNDS = Number(process.env['SOFTGRAD_BENCH_ROUNDS'] ?? 5);
 const RL_WARMUP = 10;
 const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-// ---------------------------------------------------------------------------------------
-// The peer
-
-class TorchPeer {
-  private readonly lines: AsyncIterator<string>;
-  /** Rejects when the peer exits: one listener for the process's life, raced by every send. */
-  private readonly exited: Promise<never>;
-  private constructor(private readonly proc: ChildProcessWithoutNullStreams, readonly python: string) {
-    this.lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
-    this.exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`the peer exited (${code})`))));
-    this.exited.catch(() => undefined);
-  }
-
-  static async start(): Promise<TorchPeer | string> {
-    const script = fileURLToPath(new URL('./peer/torch_peer.py', import.meta.url));
-    const candidates = [process.env['SOFTGRAD_TORCH_PYTHON'], 'python3', '/usr/bin/python3'].filter((p): p is string => !!p);
-    const reasons: string[] = [];
-    for (const python of candidates) {
-      const proc = spawn(python, [script], { env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2' } });
-      const peer = new TorchPeer(proc, python);
-      proc.on('error', () => undefined);
-      try {
-        const info = await peer.send({ cmd: 'info' });
-        return Object.assign(peer, { info });
-      } catch (e) {
-        reasons.push(`${python}: ${(e as Error).message.split('\n')[0]}`);
-        proc.kill();
-      }
-    }
-    return `no Python with torch (${reasons.join('; ')})`;
-  }
-
-  info: Record<string, unknown> = {};
-
-  async send(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const next = await Promise.race([this.lines.next(), this.exited]);
-    if (next.done) throw new Error('the peer closed its output');
-    const reply = JSON.parse(next.value) as Record<string, unknown>;
-    if (reply['error']) throw new Error(`peer: ${String(reply['error'])}`);
-    return reply;
-  }
-
-  async seconds(cmd: Record<string, unknown>): Promise<number> {
-    return median((await this.send(cmd))['seconds'] as number[]);
-  }
-
-  stop(): void {
-    this.proc.stdin.end();
-    this.proc.kill();
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // Our side of each task
@@ -237,7 +182,7 @@ it('softgrad vs PyTorch on this CPU: matmul, training step, decoding; the RL ste
   const load = os.loadavg();
   const backend = T.getDefaultBackend() as T.WasmBackend;
   expect(backend.name).toBe('wasm');
-  const peerOrReason = await TorchPeer.start();
+  const peerOrReason = await TorchPeer.start(2);
   const peer = typeof peerOrReason === 'string' ? null : peerOrReason;
   const config = (await loadModel(builtinBaseModelDir(), { backend })).config;
   const configJson = builtinConfigJson();
