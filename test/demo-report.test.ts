@@ -26,7 +26,7 @@ function model(name: string, p: (i: number) => number, seed: number, opts: { ent
     const passAt1 = frac.reduce((a, b) => a + b, 0) / N;
     return {
       mode, samples: greedy ? 1 : SAMPLES, problems: N, passAt1, passAtK: greedy ? [passAt1] : Array.from({ length: SAMPLES }, () => passAt1),
-      meanReward: 0, formatRate: 1, meanCotLength: 10, stopRate: 1, entropyByPosition: [0.4, 0.3], entropyCounts: [N, N], outcomes, seconds: 1,
+      meanReward: 0, formatRate: 1, meanCotLength: 10, stopRate: 1, entropyByPosition: [0.4, 0.3], entropyCounts: [N, N], meanEntropy: 0.35, outcomes, seconds: 1,
     };
   });
   const itemNll = Array.from({ length: N }, () => (opts.nll ?? 1) + 0.1 * (rng.nextFloat() - 0.5));

@@ -443,15 +443,9 @@ export function buildDemoReport(input: DemoReportInput): { markdown: string; svg
   });
 
   // Every mode, for reading.
-  // Weighted by how many CoT steps reached each position (the mean over every generated step), as the
-  // per-problem entropies of finding 4 are: an unweighted mean over positions lets the few longest CoTs dominate.
-  const entropyMean = (r: ModeResult) => {
-    const steps = r.entropyCounts.reduce((a, c) => a + c, 0);
-    return steps > 0 ? r.entropyByPosition.reduce((a, v, t) => a + v * (r.entropyCounts[t] ?? 0), 0) / steps : NaN;
-  };
   const detailRows = MODEL_NAMES.flatMap((m) => evalsOf(m).flatMap((e, si) => e.test.modes.map((r) => [
     `${modelLabel(m)}${multiSeed && m !== 'base' ? ` (seed ${input.seeds[si]})` : ''}`, r.mode, pct(r.passAt1), r.samples > 1 ? pct(r.passAtK[Math.min(passK, r.samples) - 1]!) : '–', pct(r.formatRate),
-    r.meanCotLength.toFixed(1), pct(r.stopRate), Number.isFinite(entropyMean(r)) ? entropyMean(r).toFixed(3) : '–',
+    r.meanCotLength.toFixed(1), pct(r.stopRate), Number.isFinite(r.meanEntropy) ? r.meanEntropy.toFixed(3) : '–',
   ])));
   const details = markdownTable(['model', 'mode', 'pass@1 %', `pass@${passK} %`, 'boxed %', 'CoT length', 'stop string %', 'mean CoT entropy (per step)'], detailRows);
   const sampleLines = MODEL_NAMES.map((m) => {

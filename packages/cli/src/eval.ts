@@ -158,7 +158,7 @@ export function evalMarkdown(r: EvalReport): string {
   const passKHeader = k > 1 ? `pass@${k} %` : 'pass@k %';
   const rows = r.modes.map((m) => [
     m.mode, String(m.problems), String(m.samples), pct(m.passAt1), m.samples >= k && m.samples > 1 ? pct(m.passAtK[k - 1]!) : '–',
-    pct(m.formatRate), m.meanCotLength.toFixed(1), pct(m.stopRate), m.entropyByPosition.length ? (m.entropyByPosition.reduce((a, b) => a + b, 0) / m.entropyByPosition.length).toFixed(3) : '–',
+    pct(m.formatRate), m.meanCotLength.toFixed(1), pct(m.stopRate), Number.isFinite(m.meanEntropy) ? m.meanEntropy.toFixed(3) : '–',
     m.seconds.toFixed(1),
   ]);
   const s = r.settings;

@@ -83,6 +83,11 @@ export interface ModeResult {
   entropyByPosition: number[];
   /** How many samples reached each CoT position. */
   entropyCounts: number[];
+  /**
+   * Mean entropy (nats) over every generated CoT step (NaN when there are none): positions weigh
+   * by how many samples reached them, so the few longest CoTs do not dominate.
+   */
+  meanEntropy: number;
   outcomes: ProblemOutcome[];
   seconds: number;
 }
@@ -154,6 +159,7 @@ export async function evaluateMode(opts: EvalOptions): Promise<ModeResult> {
     stopRate: stops / Math.max(1, total),
     entropyByPosition: entSum.map((s, t) => s / entCount[t]!),
     entropyCounts: entCount,
+    meanEntropy: entCount.reduce((a, c) => a + c, 0) > 0 ? entSum.reduce((a, v) => a + v, 0) / entCount.reduce((a, c) => a + c, 0) : NaN,
     outcomes,
     seconds: (performance.now() - t0) / 1000,
   };

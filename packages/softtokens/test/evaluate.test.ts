@@ -55,6 +55,8 @@ describe('evaluateMode', () => {
     expect(res.entropyCounts).toEqual([9, 9, 9, 9, 9, 9]);
     const profileMean = res.entropyByPosition.reduce((a, b) => a + b, 0) / 6;
     expect(res.outcomes.reduce((a, o) => a + o.meanEntropy, 0) / 3).toBeCloseTo(profileMean, 5);
+    // The mode's mean entropy is over every step; with equal counts, the profile's mean.
+    expect(res.meanEntropy).toBeCloseTo(profileMean, 5);
     T.treeDispose(params);
   });
 });
