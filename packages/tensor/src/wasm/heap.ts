@@ -8,6 +8,12 @@
  * is zero-filled. Every buffer is 64-byte aligned (no two threads write one cache line) and
  * followed by at least 64 spare bytes, so kernels may read a whole 16-byte vector (or a GEMM
  * panel row) past a buffer's last element.
+ *
+ * Size classes never share memory, so a long run that moves through many sizes (a rollout,
+ * then a training step of a large model) can pool more than it uses. When the next buffer
+ * would not fit under wasm32's 4 GiB, the pool is coalesced first: adjacent free blocks merge
+ * into regions that any size can be cut from, and free memory at the top is given back to
+ * the bump pointer. Only if that fails is the allocation an out-of-memory error.
  */
 import { AllocationError } from '../dtype.js';
 
@@ -37,6 +43,9 @@ export class WasmHeap {
   readonly memory: WebAssembly.Memory;
   private top = RESERVED_BYTES;
   private readonly pool = new Map<number, number[]>();
+  /** Coalesced free memory (start, bytes), address order; only filled when memory runs short. */
+  private regions: [number, number][] = [];
+  private regionBytes = 0;
   private live = 0;
   private liveBytes = 0;
   private pooled = 0;
@@ -45,8 +54,9 @@ export class WasmHeap {
   private f32View!: Float32Array;
   private f64View!: Float64Array;
 
-  constructor(readonly shared: boolean, initialPages = 64) {
-    this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
+  /** `maximumPages` below wasm32's 65,536 only for tests of running out. */
+  constructor(readonly shared: boolean, initialPages = 64, readonly maximumPages = MAX_PAGES) {
+    this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: maximumPages, shared });
     this.refresh();
   }
 
@@ -79,10 +89,7 @@ export class WasmHeap {
     if (ptr !== undefined) {
       this.pooled--;
     } else {
-      ptr = this.top;
-      const end = ptr + cap;
-      if (end > this.memory.buffer.byteLength) this.grow(end);
-      this.top = end;
+      ptr = this.fromRegions(cap) ?? this.bump(cap, bytes);
     }
     this.live++;
     this.liveBytes += bytes;
@@ -91,11 +98,63 @@ export class WasmHeap {
 
   /** Memory the backend keeps for itself (kernel scratch): never freed, not counted as live buffers. */
   reserve(bytes: number): number {
+    const cap = WasmHeap.capacityFor(bytes);
+    return this.fromRegions(cap) ?? this.bump(cap, bytes);
+  }
+
+  /** New memory at the top; coalesces the pool first when the top would pass 4 GiB. */
+  private bump(cap: number, bytes: number): number {
+    if (this.top + cap > this.maximumPages * PAGE_BYTES) {
+      this.coalesce();
+      const ptr = this.fromRegions(cap);
+      if (ptr !== undefined) return ptr;
+    }
     const ptr = this.top;
-    const end = ptr + WasmHeap.capacityFor(bytes);
-    if (end > this.memory.buffer.byteLength) this.grow(end);
+    const end = ptr + cap;
+    if (end > this.memory.buffer.byteLength) this.grow(end, bytes);
     this.top = end;
     return ptr;
+  }
+
+  /** Best fit from the coalesced regions (the smallest that holds `cap`), cut from its start. */
+  private fromRegions(cap: number): number | undefined {
+    let best = -1;
+    for (let i = 0; i < this.regions.length; i++) {
+      const size = this.regions[i]![1];
+      if (size >= cap && (best < 0 || size < this.regions[best]![1])) best = i;
+    }
+    if (best < 0) return undefined;
+    const r = this.regions[best]!;
+    const ptr = r[0];
+    if (r[1] === cap) this.regions.splice(best, 1);
+    else {
+      r[0] += cap;
+      r[1] -= cap;
+    }
+    this.regionBytes -= cap;
+    return ptr;
+  }
+
+  /** Merges every pooled block and region into address-ordered regions; free memory at the top lowers it. */
+  private coalesce(): void {
+    const blocks: [number, number][] = this.regions.map(([p, n]) => [p, n]);
+    for (const [cap, ptrs] of this.pool) for (const p of ptrs) blocks.push([p, cap]);
+    this.pool.clear();
+    this.pooled = 0;
+    blocks.sort((a, b) => a[0] - b[0]);
+    const merged: [number, number][] = [];
+    for (const [p, n] of blocks) {
+      const last = merged[merged.length - 1];
+      if (last && last[0] + last[1] === p) last[1] += n;
+      else merged.push([p, n]);
+    }
+    const top = merged[merged.length - 1];
+    if (top && top[0] + top[1] === this.top) {
+      this.top = top[0];
+      merged.pop();
+    }
+    this.regions = merged;
+    this.regionBytes = merged.reduce((a, [, n]) => a + n, 0);
   }
 
   free(b: WasmBuffer): void {
@@ -112,17 +171,20 @@ export class WasmHeap {
     this.pooled++;
   }
 
-  private grow(end: number): void {
+  private grow(end: number, bytes: number): void {
     const have = this.memory.buffer.byteLength / PAGE_BYTES;
     const need = Math.ceil(end / PAGE_BYTES);
-    if (need > MAX_PAGES) {
+    if (need > this.maximumPages) {
+      const gib = (n: number) => (n / 2 ** 30).toFixed(2);
+      const largest = this.regions.reduce((a, [, n]) => Math.max(a, n), 0);
       throw new AllocationError(
-        `wasm backend: out of memory: ${(end / 2 ** 30).toFixed(2)} GiB needed, WebAssembly memory holds at most 4 GiB; ` +
-          'use the JS CPU backend (createCpuBackend) for larger models',
+        `wasm backend: out of memory: ${gib(bytes)} GiB more needed with ${gib(this.liveBytes)} GiB in ${this.live} live buffers ` +
+          `(${gib(this.regionBytes)} GiB free in pieces, the largest ${gib(largest)} GiB); WebAssembly memory holds at most ${gib(this.maximumPages * PAGE_BYTES)} GiB: ` +
+          'use the JS CPU backend (createCpuBackend; SOFTGRAD_BACKEND=js for the CLI) for larger models or batches',
       );
     }
     // Grow geometrically so a long run of growing allocations costs few copies of the view.
-    const target = Math.min(MAX_PAGES, Math.max(need, Math.ceil(have * 1.5)));
+    const target = Math.min(this.maximumPages, Math.max(need, Math.ceil(have * 1.5)));
     try {
       this.memory.grow(target - have);
     } catch {
@@ -132,6 +194,6 @@ export class WasmHeap {
   }
 
   stats(): HeapStats {
-    return { liveBuffers: this.live, liveBytes: this.liveBytes, heapBytes: this.top, pooledBuffers: this.pooled };
+    return { liveBuffers: this.live, liveBytes: this.liveBytes, heapBytes: this.top - this.regionBytes, pooledBuffers: this.pooled };
   }
 }
