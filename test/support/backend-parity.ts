@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  createCpuBackend, runFusedReference, type Backend, type BackendBuffer, type BufferView, type DType, type FusedKernel,
-  type FusedNode, type TypedArray,
+  createCpuBackend, phasedOutputSize, runFusedReference, runPhasedReference, type Backend, type BackendBuffer, type BufferView, type DType,
+  type FusedKernel, type FusedNode, type FusedPhase, type PhaseNode, type PhasedKernel, type TypedArray,
 } from '@softgrad/tensor';
 import { expectClose, expectCloseOrBothNaN, expectEqual, seededInts, seededValues } from './numeric.js';
 
@@ -349,7 +349,122 @@ export function describeKernelParity(label: string, backend: () => Backend | nul
         }
       }), { numRuns: options.fusedRuns ?? 150 });
     });
+
+    it.skipIf(!options.fused)('random phased kernels (row fusion) agree with their reference meaning', async () => {
+      const be = backend()!;
+      if (!be.runPhased) return;
+      await fc.assert(fc.asyncProperty(phasedCaseArb, async (pcase) => {
+        const bufs = pcase.buffers.map((b) => be.fromTyped(b.data, 'float32'));
+        try {
+          const outs = be.runPhased!(pcase.kernel, bufs);
+          const want = runPhasedReference(pcase.kernel, pcase.buffers.map((b) => b.data));
+          for (let j = 0; j < outs.length; j++) {
+            const [p, o] = pcase.kernel.written[j]!;
+            const dtype = pcase.kernel.phases[p]!.outputs[o]!.dtype;
+            const got = await be.read(outs[j]!, dtype, phasedOutputSize(pcase.kernel, p, o));
+            be.free(outs[j]!);
+            const what = `output ${p}.${o} of ${JSON.stringify(pcase.kernel)}`;
+            if (dtype === 'float32') expectCloseOrBothNaN(got, want[j]!, 1e-4, 1e-5 * Math.max(1, pcase.kernel.shape.reduce((a, b) => a * b, 1) ** 0.5), what);
+            else expectEqual(got, want[j]!, what);
+          }
+        } finally {
+          for (const b of bufs) be.free(b);
+        }
+      }), { numRuns: options.fusedRuns ?? 150 });
+    });
   });
+}
+
+/**
+ * A random phased kernel: a space with some axes reduced (rows short, or long enough for a
+ * workgroup per row), float32 inputs read contiguously or broadcast, then 2–4 phases — the
+ * first a reduction, each later one a reduction, an elementwise map over the space or a
+ * per-row value — whose expressions mix loads with earlier phases' row values and (in maps
+ * and reductions) earlier space-sized values at the same point. Arg-reductions only see loads,
+ * so rounding cannot change which index wins.
+ */
+const phasedCaseArb = fc.record({
+  shape: fc.oneof(
+    fc.array(fc.oneof(fc.integer({ min: 1, max: 6 }), fc.constantFrom(1, 9, 17)), { minLength: 1, maxLength: 3 }),
+    fc.tuple(fc.integer({ min: 1, max: 3 }), fc.constantFrom(256, 300, 577)).map(([a, b]) => [a, b]),
+  ),
+  seed: seedArb,
+  kinds: fc.array(fc.constantFrom<FusedPhase['kind']>('reduce', 'map', 'row'), { minLength: 1, maxLength: 3 }),
+  nInputs: fc.integer({ min: 1, max: 3 }),
+}).map(({ shape, seed, kinds, nInputs }) => buildPhasedCase(shape, seed, ['reduce', ...kinds], nInputs));
+
+function buildPhasedCase(shape: number[], seed: number, kinds: FusedPhase['kind'][], nInputs: number): { kernel: PhasedKernel; buffers: { data: TypedArray }[] } {
+  let s = seed >>> 0 || 1;
+  const rnd = (): number => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const r = shape.length;
+  // Long rows: the last axis reduced. Otherwise a random non-empty set of axes.
+  let reduceAxes = shape.map((_, a) => a).filter(() => rnd() < 0.5);
+  if (shape[r - 1]! >= 256 || reduceAxes.length === 0) reduceAxes = [r - 1];
+  const inputs: PhasedKernel['inputs'] = [];
+  const buffers: { data: TypedArray }[] = [];
+  const contiguous = (dims: number[]) => {
+    const st = new Array<number>(r).fill(0);
+    let acc = 1;
+    for (let a = r - 1; a >= 0; a--) {
+      st[a] = dims[a] === 1 ? 0 : acc;
+      acc *= dims[a]!;
+    }
+    return { strides: st, total: acc };
+  };
+  for (let i = 0; i < nInputs; i++) {
+    const dims = shape.map((d) => (rnd() < 0.25 ? 1 : d));
+    const { strides, total } = contiguous(dims);
+    const offset = rnd() < 0.3 ? 3 : 0;
+    inputs.push({ dtype: 'float32', offset, strides });
+    buffers.push({ data: seededValues(seed + i, total + offset, -2, 2) });
+  }
+  const phases: FusedPhase[] = [];
+  const rowOuts: [number, number][] = [];
+  const pointOuts: [number, number][] = [];
+  kinds.forEach((kind, p) => {
+    const nodes: PhaseNode[] = [];
+    const leaves: number[] = [];
+    if (kind !== 'row') for (let i = 0; i < nInputs; i++) leaves.push(nodes.push({ kind: 'input', input: i, dtype: 'float32' }) - 1);
+    for (const [q, o] of rowOuts) if (rnd() < 0.7 || leaves.length === 0) leaves.push(nodes.push({ kind: 'ref', phase: q, output: o, dtype: phases[q]!.outputs[o]!.dtype }) - 1);
+    if (kind !== 'row') for (const [q, o] of pointOuts) if (rnd() < 0.5) leaves.push(nodes.push({ kind: 'ref', phase: q, output: o, dtype: 'float32' }) - 1);
+    if (leaves.length === 0) leaves.push(nodes.push({ kind: 'const', value: 1.5, dtype: 'float32' }) - 1);
+    const floats = leaves.filter((l) => nodes[l]!.dtype === 'float32');
+    const exactLeaves = floats.filter((l) => nodes[l]!.kind === 'input');
+    let cur = floats.length ? pick(floats) : nodes.push({ kind: 'cast', a: leaves[0]!, dtype: 'float32' }) - 1;
+    for (let k = 0; k < 3; k++) {
+      const other = floats.length ? pick(floats) : cur;
+      const op = pick(['add', 'sub', 'mul', 'maximum'] as const);
+      cur = nodes.push({ kind: 'binary', op, a: cur, b: other, dtype: 'float32' }) - 1;
+      if (rnd() < 0.3) cur = nodes.push({ kind: 'unary', op: pick(['tanh', 'exp', 'neg'] as const), a: nodes.push({ kind: 'unary', op: 'tanh', a: cur, dtype: 'float32' }) - 1, dtype: 'float32' }) - 1;
+    }
+    const outputs: FusedPhase['outputs'] = [];
+    if (kind === 'reduce') {
+      const op = exactLeaves.length && rnd() < 0.3 ? pick(['argmax', 'argmin'] as const) : pick(['sum', 'max', 'min'] as const);
+      const node = op === 'argmax' || op === 'argmin' ? pick(exactLeaves) : cur;
+      if ((op === 'argmax' || op === 'argmin') && reduceAxes.length !== 1) outputs.push({ node: cur, reduce: 'sum', dtype: 'float32' });
+      else outputs.push({ node, reduce: op, dtype: op === 'argmax' || op === 'argmin' ? 'int32' : 'float32' });
+      if (rnd() < 0.5) outputs.push({ node: cur, dtype: 'float32' });
+    } else {
+      outputs.push({ node: cur, dtype: 'float32' });
+    }
+    phases.push({ kind, nodes, outputs });
+    outputs.forEach((o, j) => {
+      if (kind === 'row' || o.reduce) {
+        if (o.dtype === 'float32') rowOuts.push([p, j]);
+      } else pointOuts.push([p, j]);
+    });
+  });
+  // Written: every space-sized output a later phase reads, the last phase's, and some others.
+  const written: [number, number][] = [];
+  phases.forEach((ph, p) => ph.outputs.forEach((_, j) => {
+    const pointRead = phases.some((q) => q.nodes.some((n) => n.kind === 'ref' && n.phase === p && n.output === j && !(ph.kind === 'row' || ph.outputs[j]!.reduce)));
+    if (pointRead || p === phases.length - 1 || rnd() < 0.5) written.push([p, j]);
+  }));
+  return { kernel: { shape, reduceAxes, inputs, phases, written }, buffers };
 }
 
 function describeKernel(k: FusedKernel): string {

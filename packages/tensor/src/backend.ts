@@ -8,7 +8,7 @@
  * are never modified.
  */
 import type { DType, TypedArray } from './dtype.js';
-import type { FusedKernel } from './fused.js';
+import type { FusedKernel, PhasedKernel } from './fused.js';
 import type { KeyExpr } from './random.js';
 import type { Shape } from './shape.js';
 
@@ -135,6 +135,11 @@ export interface Backend {
    * returning one fresh buffer per kernel output. Backends without it run jit programs op by op.
    */
   runFused?(kernel: FusedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
+  /**
+   * Optional: run a phased kernel (see fused.ts); returns its written outputs in order. Where
+   * a backend has it, jit merges a row reduction with the kernels that use its rows into one.
+   */
+  runPhased?(kernel: PhasedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
   /** Dtypes worth fusing on this backend (default: every supported dtype, when runFused exists). */
   readonly fusedDTypes?: readonly DType[];
   /** Most buffers (outputs + inputs) one fused kernel may use here (default: no limit). */

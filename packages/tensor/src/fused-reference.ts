@@ -10,7 +10,7 @@ import { binary, castTyped, unary, where } from './cpu/elementwise.js';
 import { reduce } from './cpu/reduce.js';
 import { copyStrided } from './cpu/strided.js';
 import { allocTyped, type DType, type TypedArray } from './dtype.js';
-import type { FusedKernel } from './fused.js';
+import { phaseAsKernel, type FusedKernel, type PhasedKernel } from './fused.js';
 import { sizeOf, stridesOf } from './shape.js';
 
 /** Runs `kernel` on host arrays (one per kernel input, read through the input's offset and strides). */
@@ -64,4 +64,14 @@ export function runFusedReference(kernel: FusedKernel, inputs: readonly TypedArr
     if (!o.reduce) return v.slice();
     return reduce(o.reduce, { buf: v, shape: S, dtype: kernel.nodes[o.node]!.dtype }, v, kernel.reduceAxes);
   });
+}
+
+/** Runs a phased kernel phase by phase (each as the FusedKernel phaseAsKernel makes); returns its written outputs. */
+export function runPhasedReference(kernel: PhasedKernel, inputs: readonly TypedArray[]): TypedArray[] {
+  const results: TypedArray[][] = [];
+  kernel.phases.forEach((_, p) => {
+    const { kernel: k, refs } = phaseAsKernel(kernel, p);
+    results.push(runFusedReference(k, [...inputs, ...refs.map(([q, o]) => results[q]![o]!)]));
+  });
+  return kernel.written.map(([p, o]) => results[p]![o]!);
 }

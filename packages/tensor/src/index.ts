@@ -23,8 +23,11 @@ export {
   type MatmulOptions, type TensorLike,
 } from './ops.js';
 export { clearJitCaches, jit, type JitOptions, type JitStats, type Jitted } from './jit/jit.js';
-export { fusedKernelKey, fusedOutputSize, validateFusedKernel, type FusedInput, type FusedKernel, type FusedNode, type FusedOutput } from './fused.js';
-export { runFusedReference } from './fused-reference.js';
+export {
+  fusedKernelKey, fusedOutputSize, phaseAsKernel, phasedKernelKey, phasedOutputSize, phaseOutputIsRow, validateFusedKernel,
+  type FusedInput, type FusedKernel, type FusedNode, type FusedOutput, type FusedPhase, type PhaseNode, type PhasedKernel,
+} from './fused.js';
+export { runFusedReference, runPhasedReference } from './fused-reference.js';
 export { logsumexp, logSoftmax, softmax, oneHot, takeAlongLastAxis, crossEntropy, silu, rmsNorm, type Reduction } from './nn.js';
 export { grad, valueAndGrad, vjp, jvp, type GradOptions, type VjpFn } from './autodiff.js';
 export { bind, traceDepth, type Primitive } from './trace.js';

@@ -11,7 +11,7 @@
  *
  * Values are f32, i32 and bool in registers; buffers hold 32-bit words (bool as 0/1 u32).
  */
-import type { DType, FusedKernel, FusedNode, ReduceOp } from '@softgrad/tensor';
+import type { DType, FusedKernel, FusedNode, PhasedKernel, ReduceOp } from '@softgrad/tensor';
 
 type Word = 'f32' | 'i32' | 'u32';
 
@@ -96,6 +96,51 @@ function nodeExpr(n: FusedNode, nodes: readonly FusedNode[], v: (i: number) => s
   }
 }
 
+function identity(op: ReduceOp, t: string): string {
+  return op === 'sum' ? (t === 'f32' ? '0.0' : '0') : t === 'f32' ? (op === 'max' ? '-infF()' : 'infF()') : op === 'max' ? '(-2147483647 - 1)' : '2147483647';
+}
+
+/** acc = acc ⊕ v, with the CPU backend's NaN rules (max/min propagate NaN; arg-reductions take the first NaN). */
+function combine(op: ReduceOp, t: string, acc: string, v: string, idx: string, bestIdx: string): string {
+  if (op === 'sum') return `${acc} = ${acc} + ${v};`;
+  const nan = (x: string) => (t === 'f32' ? `isNan(${x})` : 'false');
+  if (op === 'max' || op === 'min') return `if (${v} ${op === 'max' ? '>' : '<'} ${acc} || ${nan(v)}) { ${acc} = ${v}; }`;
+  const cmp = op === 'argmax' ? '>' : '<';
+  return `if (${bestIdx} < 0 || (!${nan(acc)} && (${v} ${cmp} ${acc} || ${nan(v)}))) { ${acc} = ${v}; ${bestIdx} = ${idx}; }`;
+}
+
+/**
+ * The fixed tree over a workgroup of 64 in workgroup arrays sv{name}/si{name} (values and,
+ * for arg-reductions, indices); ends with a barrier, so every invocation may read slot 0.
+ */
+function treeReduce(accs: readonly { op: ReduceOp; t: string; name: string }[], indent: string): string[] {
+  const lines: string[] = [];
+  lines.push(`${indent}workgroupBarrier();`);
+  lines.push(`${indent}for (var half: u32 = 32u; half > 0u; half = half >> 1u) {`, `${indent}  if (lid < half) {`);
+  for (const { op, t, name } of accs) {
+    const a = `sv${name}[lid]`;
+    const b = `sv${name}[lid + half]`;
+    if (op === 'sum') lines.push(`${indent}    ${a} = ${a} + ${b};`);
+    else if (op === 'max' || op === 'min') {
+      const nan = t === 'f32' ? `isNan(${b})` : 'false';
+      lines.push(`${indent}    if (${b} ${op === 'max' ? '>' : '<'} ${a} || ${nan}) { ${a} = ${b}; }`);
+    } else {
+      // (value, index) pairs: the better value wins, ties and NaNs go to the smaller index.
+      const nanA = t === 'f32' ? `isNan(${a})` : 'false';
+      const nanB = t === 'f32' ? `isNan(${b})` : 'false';
+      const cmp = op === 'argmax' ? '>' : '<';
+      const ia = `si${name}[lid]`;
+      const ib = `si${name}[lid + half]`;
+      lines.push(
+        `${indent}    let takeB = ${ib} >= 0 && (${ia} < 0 || (${nanB} && (!${nanA} || ${ib} < ${ia})) || (!${nanA} && !${nanB} && (${b} ${cmp} ${a} || (${b} == ${a} && ${ib} < ${ia}))));`,
+        `${indent}    if (takeB) { ${a} = ${b}; ${ia} = ${ib}; }`,
+      );
+    }
+  }
+  lines.push(`${indent}  }`, `${indent}  workgroupBarrier();`, `${indent}}`);
+  return lines;
+}
+
 export interface FusedWgsl {
   /** The kernel body (to append to common.wgsl). */
   code: string;
@@ -177,16 +222,6 @@ export function fusedKernelWgsl(k: FusedKernel): FusedWgsl {
   const elems = k.outputs.map((o, j) => ({ o, j })).filter(({ o }) => !o.reduce);
   const accType = (o: (typeof k.outputs)[number]) => (k.nodes[o.node]!.dtype === 'int32' ? 'i32' : k.nodes[o.node]!.dtype === 'bool' ? 'i32' : 'f32');
   const valueOf = (o: (typeof k.outputs)[number]) => (k.nodes[o.node]!.dtype === 'bool' ? `select(0, 1, nv${o.node})` : `nv${o.node}`);
-  const identity = (op: ReduceOp, t: string) =>
-    op === 'sum' ? (t === 'f32' ? '0.0' : '0') : t === 'f32' ? (op === 'max' ? '-infF()' : 'infF()') : op === 'max' ? '(-2147483647 - 1)' : '2147483647';
-  /** acc = acc ⊕ v, with the CPU backend's NaN rules (max/min propagate NaN; arg-reductions take the first NaN). */
-  const combine = (op: ReduceOp, t: string, acc: string, v: string, idx: string, bestIdx: string): string => {
-    if (op === 'sum') return `${acc} = ${acc} + ${v};`;
-    const nan = (x: string) => (t === 'f32' ? `isNan(${x})` : 'false');
-    if (op === 'max' || op === 'min') return `if (${v} ${op === 'max' ? '>' : '<'} ${acc} || ${nan(v)}) { ${acc} = ${v}; }`;
-    const cmp = op === 'argmax' ? '>' : '<';
-    return `if (${bestIdx} < 0 || (!${nan(acc)} && (${v} ${cmp} ${acc} || ${nan(v)}))) { ${acc} = ${v}; ${bestIdx} = ${idx}; }`;
-  };
   // Index of the point along the (single) reduced axis of an arg-reduction.
   const argIndex = redDims.length === 1 ? `i32(c${redDims[0]})` : 'i32(0)';
 
@@ -238,32 +273,138 @@ export function fusedKernelWgsl(k: FusedKernel): FusedWgsl {
   for (const { o, j } of elems) lines.push(`    o${j}[${flatIndex()}] = ${store(`nv${o.node}`, o.dtype)};`);
   lines.push('  }');
   for (const { j } of accs) lines.push(`  sv${j}[lid] = acc${j};`, `  si${j}[lid] = best${j};`);
-  lines.push('  workgroupBarrier();');
-  lines.push('  for (var half: u32 = 32u; half > 0u; half = half >> 1u) {', '    if (lid < half) {');
-  for (const { o, j } of accs) {
-    const t = accType(o);
-    const a = `sv${j}[lid]`;
-    const b = `sv${j}[lid + half]`;
-    if (o.reduce === 'sum') lines.push(`      ${a} = ${a} + ${b};`);
-    else if (o.reduce === 'max' || o.reduce === 'min') {
-      const nan = t === 'f32' ? `isNan(${b})` : 'false';
-      lines.push(`      if (${b} ${o.reduce === 'max' ? '>' : '<'} ${a} || ${nan}) { ${a} = ${b}; }`);
-    } else {
-      // (value, index) pairs: the better value wins, ties and NaNs go to the smaller index.
-      const nanA = t === 'f32' ? `isNan(${a})` : 'false';
-      const nanB = t === 'f32' ? `isNan(${b})` : 'false';
-      const cmp = o.reduce === 'argmax' ? '>' : '<';
-      const ia = `si${j}[lid]`;
-      const ib = `si${j}[lid + half]`;
-      lines.push(
-        `      let takeB = ${ib} >= 0 && (${ia} < 0 || (${nanB} && (!${nanA} || ${ib} < ${ia})) || (!${nanA} && !${nanB} && (${b} ${cmp} ${a} || (${b} == ${a} && ${ib} < ${ia}))));`,
-        `      if (takeB) { ${a} = ${b}; ${ia} = ${ib}; }`,
-      );
-    }
-  }
-  lines.push('    }', '    workgroupBarrier();', '  }');
+  lines.push(...treeReduce(accs.map(({ o, j }) => ({ op: o.reduce!, t: accType(o), name: String(j) })), '  '));
   lines.push('  if (lid == 0u) {');
   for (const { o, j } of accs) lines.push(`    o${j}[o] = ${o.reduce === 'argmax' || o.reduce === 'argmin' ? `si${j}[0]` : `sv${j}[0]`};`);
   lines.push('  }', '}');
   return { code: lines.join('\n'), invocations: outSize, workgroupSize: 64, groupPerOutput: true };
+}
+
+/**
+ * PhasedKernel → WGSL. Rows shorter than LONG_REDUCTION: one invocation per row runs every
+ * phase in turn, looping over the row's points in order. Longer rows: a workgroup of 64 per
+ * row; each phase's reductions end in the same fixed tree as FusedKernel's, and every
+ * invocation then reads the row's value, so later phases see it in a register. A phase
+ * reading an earlier space-sized output at the same point reads what the same invocation
+ * wrote (both phases visit a row's points in the same order over the same invocations).
+ */
+export function phasedKernelWgsl(k: PhasedKernel): FusedWgsl {
+  const r = k.shape.length;
+  const red = (d: number) => k.reduceAxes.includes(d);
+  const keptDims = k.shape.map((_, d) => d).filter((d) => !red(d));
+  const redDims = k.shape.map((_, d) => d).filter(red);
+  const rows = keptDims.reduce((a, d) => a * k.shape[d]!, 1);
+  const redSize = redDims.reduce((a, d) => a * k.shape[d]!, 1);
+  const long = redSize >= LONG_REDUCTION;
+  const written = new Map(k.written.map(([p, o], w) => [`${p}.${o}`, w]));
+  const outDtype = (p: number, o: number) => k.phases[p]!.outputs[o]!.dtype;
+  const isRow = (p: number, o: number) => k.phases[p]!.kind === 'row' || k.phases[p]!.outputs[o]!.reduce !== undefined;
+  const lines: string[] = [];
+  k.written.forEach(([p, o], w) => lines.push(`@group(0) @binding(${1 + w}) var<storage, read_write> o${w}: array<${word(outDtype(p, o))}>;`));
+  k.inputs.forEach((inp, j) => lines.push(`@group(0) @binding(${1 + k.written.length + j}) var<storage, read> i${j}: array<${word(inp.dtype)}>;`));
+  const accType = (dtype: DType) => (dtype === 'float32' ? 'f32' : 'i32');
+  if (long) {
+    k.phases.forEach((ph, p) => ph.outputs.forEach((o, j) => {
+      if (ph.kind === 'reduce' && o.reduce) lines.push(`var<workgroup> sv${p}_${j}: array<${accType(ph.nodes[o.node]!.dtype)}, 64>;`, `var<workgroup> si${p}_${j}: array<i32, 64>;`);
+    }));
+  }
+  lines.push('@compute @workgroup_size(64)');
+  lines.push('fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {');
+  lines.push(long ? '  let o = groupIndex(wid, nwg);' : '  let o = groupIndex(wid, nwg) * 64u + lid;', '  if (o >= P(0u)) { return; }');
+  lines.push('  var remK = o;');
+  for (let q = keptDims.length - 1; q >= 0; q--) {
+    const d = keptDims[q]!;
+    lines.push(`  let c${d} = remK % ${k.shape[d]}u;`, `  remK = remK / ${k.shape[d]}u;`);
+  }
+  const store = (v: string, dtype: DType) => (dtype === 'bool' ? `select(0u, 1u, ${v})` : v);
+  const flatIndex = () => {
+    let s = '0u';
+    for (let d = 0; d < r; d++) s = `(${s}) * ${k.shape[d]}u + c${d}`;
+    return s;
+  };
+  const once = (stmt: string) => (long ? `if (lid == 0u) { ${stmt} }` : stmt);
+  const argIndex = redDims.length === 1 ? `i32(c${redDims[0]})` : 'i32(0)';
+
+  k.phases.forEach((ph, p) => {
+    const nv = (i: number) => `p${p}v${i}`;
+    const body = (indent: string): string[] => ph.nodes.map((n, i) => {
+      if (n.kind === 'ref') {
+        if (isRow(n.phase, n.output)) return `${indent}let ${nv(i)} = r${n.phase}_${n.output};`;
+        const w = written.get(`${n.phase}.${n.output}`);
+        if (w === undefined) throw new Error('internal: a point reference to an output that is not written');
+        const load = `o${w}[${flatIndex()}]`;
+        return `${indent}let ${nv(i)} = ${n.dtype === 'bool' ? `(${load} != 0u)` : load};`;
+      }
+      if (n.kind === 'input') {
+        const inp = k.inputs[n.input]!;
+        const terms = [String(inp.offset), ...k.shape.map((_, d) => (inp.strides[d] && (ph.kind !== 'row' || !red(d)) ? `c${d} * ${inp.strides[d]}u` : '')).filter(Boolean)];
+        const load = `i${n.input}[${terms.join(' + ')}]`;
+        return `${indent}let ${nv(i)} = ${n.dtype === 'bool' ? `(${load} != 0u)` : load};`;
+      }
+      return `${indent}let ${nv(i)}: ${reg(n.dtype)} = ${nodeExpr(n, ph.nodes as FusedNode[], nv)};`;
+    });
+    /** The loop over the row's points, around `inner` (statements at the point). */
+    const overRow = (inner: (indent: string) => string[]) => {
+      if (long) {
+        lines.push(`  for (var q: u32 = lid; q < ${redSize}u; q = q + 64u) {`, '    var rem = q;');
+        for (let q = redDims.length - 1; q >= 0; q--) {
+          const d = redDims[q]!;
+          lines.push(`    let c${d} = rem % ${k.shape[d]}u;`, `    rem = rem / ${k.shape[d]}u;`);
+        }
+        lines.push(...inner('    '), '  }');
+        return;
+      }
+      let indent = '  ';
+      for (const d of redDims) {
+        lines.push(`${indent}for (var c${d}: u32 = 0u; c${d} < ${k.shape[d]}u; c${d} = c${d} + 1u) {`);
+        indent += '  ';
+      }
+      lines.push(...inner(indent));
+      for (let q = 0; q < redDims.length; q++) {
+        indent = indent.slice(2);
+        lines.push(`${indent}}`);
+      }
+    };
+    const writeAtPoint = (indent: string) => ph.outputs.flatMap((o, j) => {
+      const w = written.get(`${p}.${j}`);
+      return o.reduce || w === undefined ? [] : [`${indent}o${w}[${flatIndex()}] = ${store(nv(o.node), o.dtype)};`];
+    });
+    if (ph.kind === 'row') {
+      lines.push(...body('  '));
+      ph.outputs.forEach((o, j) => {
+        lines.push(`  let r${p}_${j}: ${reg(o.dtype)} = ${nv(o.node)};`);
+        const w = written.get(`${p}.${j}`);
+        if (w !== undefined) lines.push(`  ${once(`o${w}[o] = ${store(`r${p}_${j}`, o.dtype)};`)}`);
+      });
+      return;
+    }
+    if (ph.kind === 'map') {
+      overRow((indent) => [...body(indent), ...writeAtPoint(indent)]);
+      return;
+    }
+    const accs = ph.outputs.map((o, j) => ({ o, j, t: accType(ph.nodes[o.node]!.dtype) })).filter(({ o }) => o.reduce);
+    for (const { o, j, t } of accs) lines.push(`  var acc${p}_${j}: ${t} = ${identity(o.reduce!, t)};`, `  var best${p}_${j}: i32 = -1;`);
+    overRow((indent) => [
+      ...body(indent),
+      ...accs.map(({ o, j, t }) => {
+        const v = ph.nodes[o.node]!.dtype === 'bool' ? `select(0, 1, ${nv(o.node)})` : nv(o.node);
+        return `${indent}${combine(o.reduce!, t, `acc${p}_${j}`, v, argIndex, `best${p}_${j}`)}`;
+      }),
+      ...writeAtPoint(indent),
+    ]);
+    const arg = (op: ReduceOp) => op === 'argmax' || op === 'argmin';
+    if (long) {
+      for (const { j } of accs) lines.push(`  sv${p}_${j}[lid] = acc${p}_${j};`, `  si${p}_${j}[lid] = best${p}_${j};`);
+      lines.push(...treeReduce(accs.map(({ o, j, t }) => ({ op: o.reduce!, t, name: `${p}_${j}` })), '  '));
+      for (const { o, j } of accs) lines.push(`  let r${p}_${j} = ${arg(o.reduce!) ? `si${p}_${j}[0]` : `sv${p}_${j}[0]`};`);
+    } else {
+      for (const { o, j } of accs) lines.push(`  let r${p}_${j} = ${arg(o.reduce!) ? `best${p}_${j}` : `acc${p}_${j}`};`);
+    }
+    for (const { j } of accs) {
+      const w = written.get(`${p}.${j}`);
+      if (w !== undefined) lines.push(`  ${once(`o${w}[o] = r${p}_${j};`)}`);
+    }
+  });
+  lines.push('}');
+  return { code: lines.join('\n'), invocations: rows, workgroupSize: 64, groupPerOutput: long };
 }

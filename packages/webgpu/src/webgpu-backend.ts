@@ -4,12 +4,12 @@
  * `read` needs a result, or every `maxDispatchesPerSubmit` dispatches, as one submit.
  */
 import type {
-  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedKernel, LogicalOp, ReduceOp, Shape,
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedKernel, LogicalOp, PhasedKernel, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
-import { broadcastStrides, collapseDims, fmtShape, fusedKernelKey, fusedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
+import { broadcastStrides, collapseDims, fmtShape, fusedKernelKey, fusedOutputSize, phasedKernelKey, phasedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
-import { fusedKernelWgsl, type FusedWgsl } from './fused-wgsl.js';
+import { fusedKernelWgsl, phasedKernelWgsl, type FusedWgsl } from './fused-wgsl.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals
@@ -749,19 +749,37 @@ export class WebGpuBackend implements Backend {
     }
     const key = `fused:${fusedKernelKey(kernel)}`;
     let entry = this.fused.get(key);
-    if (!entry) {
-      const gen = fusedKernelWgsl(kernel);
-      const code = `${WGSL['common']}\n${gen.code}`;
-      const pipeline = this.device.createComputePipeline({
-        layout: 'auto', compute: { module: this.device.createShaderModule({ code, label: key }), entryPoint: 'main' }, label: key,
-      });
-      entry = { kernel: { pipeline, layout: pipeline.getBindGroupLayout(0) }, gen };
-      this.fused.set(key, entry);
-    }
+    if (!entry) entry = this.compileGenerated(key, fusedKernelWgsl(kernel));
+    this.dispatchGenerated(entry, outs, ins);
+    return outs;
+  }
+
+  /** Phased kernels (jit's row fusion): one dispatch for a reduction and the kernels that use its rows. */
+  runPhased(kernel: PhasedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[] {
+    const ins = inputs.map((b) => this.own(b, 'runPhased'));
+    if (kernel.shape.some((d) => d === 0)) throw new Error('webgpu: a phased kernel over an empty space (jit does not make them)');
+    const outs = kernel.written.map(([p, o]) => this.alloc(phasedOutputSize(kernel, p, o)));
+    const key = `phased:${phasedKernelKey(kernel)}`;
+    let entry = this.fused.get(key);
+    if (!entry) entry = this.compileGenerated(key, phasedKernelWgsl(kernel));
+    this.dispatchGenerated(entry, outs, ins);
+    return outs;
+  }
+
+  private compileGenerated(key: string, gen: FusedWgsl): { kernel: Kernel; gen: FusedWgsl } {
+    const code = `${WGSL['common']}\n${gen.code}`;
+    const pipeline = this.device.createComputePipeline({
+      layout: 'auto', compute: { module: this.device.createShaderModule({ code, label: key }), entryPoint: 'main' }, label: key,
+    });
+    const entry = { kernel: { pipeline, layout: pipeline.getBindGroupLayout(0) }, gen };
+    this.fused.set(key, entry);
+    return entry;
+  }
+
+  private dispatchGenerated(entry: { kernel: Kernel; gen: FusedWgsl }, outs: readonly { slab: Slab }[], ins: readonly Slab[]): void {
     const { gen } = entry;
     const groups = gen.groupPerOutput ? gen.invocations : Math.ceil(gen.invocations / gen.workgroupSize);
     this.dispatch(entry.kernel, [gen.invocations], [...outs.map((o) => o.slab), ...ins], this.grid(groups));
-    return outs;
   }
 
   // ---------------------------------------------------------------- movement

@@ -24,6 +24,7 @@
 import type { Backend } from '../backend.js';
 import { type DType } from '../dtype.js';
 import { fusePrograms, type FusionOptions } from './fuse.js';
+import { mergePhases } from './phases.js';
 import { PRNGKey } from '../random.js';
 import { closeScope, getDefaultBackend, openScope, Tensor } from '../tensor.js';
 import { traceDepth } from '../trace.js';
@@ -218,7 +219,10 @@ function trace(
       return new OutputSlot(outputs.length - 1);
     });
     let program: Program = eliminateDeadCode({ vars: rec.vars, ops: rec.ops, outputs });
-    if (fusion) program = fusePrograms(program, fusion);
+    if (fusion) {
+      program = fusePrograms(program, fusion);
+      if (backend.runPhased) program = mergePhases(program, { maxBuffers: fusion.maxBuffers });
+    }
     ok = true;
     return { exec: new Executable(program, backend), template, donated };
   } finally {

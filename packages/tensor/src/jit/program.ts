@@ -9,7 +9,7 @@
  */
 import type { Backend, BackendBuffer, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp } from '../backend.js';
 import { AllocationError, type DType, type TypedArray } from '../dtype.js';
-import type { FusedKernel } from '../fused.js';
+import type { FusedKernel, PhasedKernel } from '../fused.js';
 import type { KeyExpr } from '../random.js';
 import type { Shape } from '../shape.js';
 import { fromBuffer, Storage, Tensor } from '../tensor.js';
@@ -52,7 +52,8 @@ export type Op =
   | { kind: 'randomUniform'; key: KeyExpr; out: number }
   | { kind: 'dynamicSlice'; x: View; index: View; axis: number; size: number; out: number }
   | { kind: 'dynamicUpdateSlice'; x: View; update: View; index: View; axis: number; out: number }
-  | { kind: 'fused'; kernel: FusedKernel; inputs: readonly View[]; outs: readonly number[] };
+  | { kind: 'fused'; kernel: FusedKernel; inputs: readonly View[]; outs: readonly number[] }
+  | { kind: 'phased'; kernel: PhasedKernel; inputs: readonly View[]; outs: readonly number[] };
 
 export interface Program {
   vars: VarInfo[];
@@ -75,13 +76,13 @@ export function opInputs(op: Op): readonly View[] {
     case 'full': case 'randomUniform': return [];
     case 'dynamicSlice': return [op.x, op.index];
     case 'dynamicUpdateSlice': return [op.x, op.update, op.index];
-    case 'fused': return op.inputs;
+    case 'fused': case 'phased': return op.inputs;
   }
 }
 
 /** The variables an op writes. */
 export function opOutputs(op: Op): readonly number[] {
-  return op.kind === 'fused' ? op.outs : [op.out];
+  return op.kind === 'fused' || op.kind === 'phased' ? op.outs : [op.out];
 }
 
 /** Drop ops whose results no output needs. */
@@ -138,7 +139,7 @@ export class Executable {
       for (const x of opInputs(op)) this.lastUse[x.v] = i;
     });
     for (const o of program.outputs) this.isOutput[o.v] = 1;
-    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused').length };
+    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused' || o.kind === 'phased').length };
   }
 
   private constant(v: number): Storage {
@@ -229,6 +230,15 @@ export class Executable {
             });
             break;
           }
+          case 'phased': {
+            if (!be.runPhased) throw new Error(`jit: the ${be.name} backend cannot run phased kernels`);
+            const outs = be.runPhased(op.kernel, op.inputs.map((x) => env[x.v]!));
+            op.outs.forEach((v, j) => {
+              env[v] = outs[j];
+              owned[v] = 1;
+            });
+            break;
+          }
         }
         if (result !== undefined) {
           const out = (op as { out: number }).out;
@@ -238,7 +248,7 @@ export class Executable {
         for (const v of opOutputs(op)) if (this.lastUse[v] < i && !this.isOutput[v]) free(v);
         for (const x of opInputs(op)) {
           if (this.lastUse[x.v] === i && env[x.v] !== undefined) {
-            const out = op.kind === 'fused' ? undefined : env[(op as { out: number }).out];
+            const out = op.kind === 'fused' || op.kind === 'phased' ? undefined : env[(op as { out: number }).out];
             free(x.v, out);
           }
         }
