@@ -8,7 +8,7 @@
  * are never modified.
  */
 import type { DType, TypedArray } from './dtype.js';
-import type { FusedKernel, PhasedKernel } from './fused.js';
+import type { FusedInto, FusedKernel, PhasedKernel } from './fused.js';
 import type { KeyExpr } from './random.js';
 import type { Shape } from './shape.js';
 
@@ -140,8 +140,16 @@ export interface Backend {
    * a backend has it, jit merges a row reduction with the kernels that use its rows into one.
    */
   runPhased?(kernel: PhasedKernel, inputs: readonly BackendBuffer[]): BackendBuffer[];
+  /**
+   * Optional: dynamicUpdateSlice(x, update, index) where the update is an elementwise fused
+   * kernel's one output, written straight into the result (see FusedInto); `reuse` as for
+   * dynamicUpdateSlice (x's buffer may become the result).
+   */
+  runFusedInto?(kernel: FusedKernel, inputs: readonly BackendBuffer[], x: BufferView, index: BufferView, into: FusedInto, reuse: boolean): BackendBuffer;
   /** Dtypes worth fusing on this backend (default: every supported dtype, when runFused exists). */
   readonly fusedDTypes?: readonly DType[];
   /** Most buffers (outputs + inputs) one fused kernel may use here (default: no limit). */
   readonly maxFusedBuffers?: number;
+  /** Small elementwise results (at most this many elements) fused kernels recompute where they read them broadcast (default 0: none). */
+  readonly fusedInlineLimit?: number;
 }

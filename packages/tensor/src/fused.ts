@@ -188,3 +188,19 @@ export function phaseAsKernel(k: PhasedKernel, phase: number): { kernel: FusedKe
   });
   return { kernel: { shape: space, reduceAxes: p.kind === 'reduce' ? [...k.reduceAxes] : [], inputs, nodes, outputs: p.outputs }, refs };
 }
+
+/**
+ * Where an elementwise kernel's one output goes when it is the update of a
+ * dynamicUpdateSlice: into x (shape `xShape`) at x-element offset
+ * clamp(index, 0, maxStart) · axisStride + Σ_d c_d · strides[d] for kernel point c.
+ */
+export interface FusedInto {
+  xShape: number[];
+  strides: number[];
+  axisStride: number;
+  maxStart: number;
+}
+
+export function fusedIntoKey(into: FusedInto): string {
+  return `into${into.xShape.join('x')}:${into.strides.join(',')}:${into.axisStride}:${into.maxStart}`;
+}

@@ -24,8 +24,8 @@ export {
 } from './ops.js';
 export { clearJitCaches, jit, type JitOptions, type JitStats, type Jitted } from './jit/jit.js';
 export {
-  fusedKernelKey, fusedOutputSize, phaseAsKernel, phasedKernelKey, phasedOutputSize, phaseOutputIsRow, validateFusedKernel,
-  type FusedInput, type FusedKernel, type FusedNode, type FusedOutput, type FusedPhase, type PhaseNode, type PhasedKernel,
+  fusedIntoKey, fusedKernelKey, fusedOutputSize, phaseAsKernel, phasedKernelKey, phasedOutputSize, phaseOutputIsRow, validateFusedKernel,
+  type FusedInput, type FusedInto, type FusedKernel, type FusedNode, type FusedOutput, type FusedPhase, type PhaseNode, type PhasedKernel,
 } from './fused.js';
 export { runFusedReference, runPhasedReference } from './fused-reference.js';
 export { logsumexp, logSoftmax, softmax, oneHot, takeAlongLastAxis, crossEntropy, silu, rmsNorm, type Reduction } from './nn.js';

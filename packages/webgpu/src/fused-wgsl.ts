@@ -11,7 +11,7 @@
  *
  * Values are f32, i32 and bool in registers; buffers hold 32-bit words (bool as 0/1 u32).
  */
-import type { DType, FusedKernel, FusedNode, PhasedKernel, ReduceOp } from '@softgrad/tensor';
+import type { DType, FusedInto, FusedKernel, FusedNode, PhasedKernel, ReduceOp } from '@softgrad/tensor';
 
 type Word = 'f32' | 'i32' | 'u32';
 
@@ -154,7 +154,11 @@ export interface FusedWgsl {
 /** Reduced extents at least this long get a workgroup per output. */
 const LONG_REDUCTION = 256;
 
-export function fusedKernelWgsl(k: FusedKernel): FusedWgsl {
+/**
+ * `into`: the kernel is elementwise with one output, written into a dynamicUpdateSlice's
+ * result at the clamped start read from the binding after the inputs (see FusedInto).
+ */
+export function fusedKernelWgsl(k: FusedKernel, into?: FusedInto): FusedWgsl {
   const r = k.shape.length;
   const red = (d: number) => k.reduceAxes.includes(d);
   const reduces = k.outputs.some((o) => o.reduce) && k.reduceAxes.length > 0;
@@ -203,6 +207,18 @@ export function fusedKernelWgsl(k: FusedKernel): FusedWgsl {
     `@compute @workgroup_size(${size})`,
     'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {',
   ];
+
+  if (into) {
+    if (reduces || k.outputs.length !== 1) throw new Error('internal: a fused update must be elementwise with one output');
+    lines.push(`@group(0) @binding(${1 + k.outputs.length + k.inputs.length}) var<storage, read> dynIndex: array<i32>;`);
+    lines.push(...head(256));
+    lines.push('  let i = groupIndex(wid, nwg) * 256u + lid;', '  if (i >= P(0u)) { return; }');
+    lines.push(...unravel(k.shape.map((_, d) => d), 'i', '  '));
+    lines.push(...pointBody('  '));
+    const terms = [`u32(clamp(dynIndex[0], 0, ${into.maxStart})) * ${into.axisStride}u`, ...into.strides.map((st, d) => (st ? `c${d} * ${st}u` : '')).filter(Boolean)];
+    lines.push(`  o0[${terms.join(' + ')}] = ${store(`nv${k.outputs[0]!.node}`, k.outputs[0]!.dtype)};`, '}');
+    return { code: lines.join('\n'), invocations: total, workgroupSize: 256, groupPerOutput: false };
+  }
 
   if (!reduces) {
     lines.push(...head(256));

@@ -4,10 +4,10 @@
  * `read` needs a result, or every `maxDispatchesPerSubmit` dispatches, as one submit.
  */
 import type {
-  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedKernel, LogicalOp, PhasedKernel, ReduceOp, Shape,
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedInto, FusedKernel, LogicalOp, PhasedKernel, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
-import { broadcastStrides, collapseDims, fmtShape, fusedKernelKey, fusedOutputSize, phasedKernelKey, phasedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
+import { broadcastStrides, collapseDims, fmtShape, fusedIntoKey, fusedKernelKey, fusedOutputSize, phasedKernelKey, phasedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
 import { fusedKernelWgsl, phasedKernelWgsl, type FusedWgsl } from './fused-wgsl.js';
 import { WGSL } from './shaders.generated.js';
@@ -166,6 +166,8 @@ export class WebGpuBackend implements Backend {
   readonly fusedDTypes: readonly DType[] = ['float32', 'int32', 'bool'];
   /** Storage buffers one fused kernel may bind (outputs and inputs): the device's per-stage limit. */
   readonly maxFusedBuffers: number;
+  /** A dispatch costs far more than recomputing a small mask or table per point. */
+  readonly fusedInlineLimit = 4096;
   private destroyAfterSubmit: GPUBuffer[] = [];
 
   /** [flag, index, D, 0] written by gather/scatter kernels on an out-of-range index. */
@@ -764,6 +766,28 @@ export class WebGpuBackend implements Backend {
     if (!entry) entry = this.compileGenerated(key, phasedKernelWgsl(kernel));
     this.dispatchGenerated(entry, outs, ins);
     return outs;
+  }
+
+  /** dynamicUpdateSlice whose update is an elementwise kernel: the kernel writes into the result directly. */
+  runFusedInto(kernel: FusedKernel, inputs: readonly BackendBuffer[], x: BufferView, index: BufferView, into: FusedInto, reuse: boolean): BackendBuffer {
+    const ins = inputs.map((b) => this.own(b, 'runFusedInto'));
+    const src = this.own(x.buf, 'runFusedInto');
+    const idx = this.own(index.buf, 'runFusedInto');
+    if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
+    let out: WebGpuBuffer;
+    if (reuse) {
+      out = x.buf as WebGpuBuffer;
+    } else {
+      const xs = stridesOf(x.shape);
+      out = this.alloc(sizeOf(x.shape));
+      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
+    }
+    if (kernel.shape.some((d) => d === 0)) return out;
+    const key = `into:${fusedKernelKey(kernel)}|${fusedIntoKey(into)}`;
+    let entry = this.fused.get(key);
+    if (!entry) entry = this.compileGenerated(key, fusedKernelWgsl(kernel, into));
+    this.dispatchGenerated(entry, [out], [...ins, idx]);
+    return out;
   }
 
   private compileGenerated(key: string, gen: FusedWgsl): { kernel: Kernel; gen: FusedWgsl } {

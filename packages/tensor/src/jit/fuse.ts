@@ -22,6 +22,13 @@ export interface FusionOptions {
   dtypes: readonly DType[];
   /** Most buffers (outputs + inputs) a kernel may use; a group needing more runs op by op. */
   maxBuffers?: number;
+  /**
+   * Elementwise producers of at most this many elements that a kernel reads with a broadcast
+   * are recomputed inside it instead of read from their own kernel's output (default 0: never).
+   * Worth it where a dispatch costs more than a few recomputed operations per point (WebGPU):
+   * an attention mask built from a few small tensors is then computed inside each softmax.
+   */
+  inlineLimit?: number;
 }
 
 type ElementwiseOp = Extract<Op, { kind: 'unary' | 'binary' | 'where' | 'cast' | 'full' }>;
@@ -86,9 +93,15 @@ function sameLayout(a: Shape, b: Shape): boolean {
   return shapesEqual(stripLeadingOnes(a), stripLeadingOnes(b));
 }
 
+/** Same row-major order of elements: equal after dropping every size-1 axis. */
+function sameOrder(a: Shape, b: Shape): boolean {
+  return shapesEqual(a.filter((d) => d !== 1), b.filter((d) => d !== 1));
+}
+
 export function fusePrograms(p: Program, opts: FusionOptions): Program {
   const { vars, ops } = p;
   const dtypes = new Set(opts.dtypes);
+  const inlineLimit = opts.inlineLimit ?? 0;
   const producer = new Int32Array(vars.length).fill(-1);
   ops.forEach((op, i) => {
     for (const v of opOutputs(op)) producer[v] = i;
@@ -148,8 +161,8 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
           if (!sameLayout(ps, S) && !opInputs(pop).every((y) => sizeOf(y.shape) === n || sizeOf(y.shape) === 1)) continue;
           const external = consumers[x.v]!.some((c) => groupOf[c] !== gid);
           if (external || isOutput[x.v]) {
-            // Written out as an extra output: needs the kernel's layout, and readers after the root.
-            if (!sameLayout(ps, S)) continue;
+            // Written out as an extra output: needs the kernel's order of elements, and readers after the root.
+            if (!sameOrder(ps, S)) continue;
             if (consumers[x.v]!.some((c) => groupOf[c] !== gid && c < r)) continue;
           }
           groupOf[pi] = gid;
@@ -187,6 +200,7 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
     const leafKey = new Map<string, number>();
     const valueNode = new Map<number, number>();
     const constKey = new Map<string, number>();
+    const inlined = new Map<string, number>();
 
     const push = (node: FusedNode): number => {
       nodes.push(node);
@@ -210,55 +224,96 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
      * and the view coordinate of the kernel's first point.
      */
     const load = (v: number, shape: Shape, aligned: boolean, flatStrides: number[]): number => {
+      if (!aligned) return leaf(v, 0, flatStrides);
+      // axisOf[d]: the view axis kernel axis d moves (−1: broadcast); base: view coordinate at index 0.
+      const lead = rank - shape.length;
+      const axisOf = S.map((_, d) => (d < lead || shape[d - lead] === 1 ? -1 : d - lead));
+      // mult[d]: kernel axis d steps its view axis by this many elements per index (from split reshapes).
+      return loadMapped(v, shape, axisOf, S.map(() => 1), shape.map(() => 0));
+    };
+
+    /** A read of v (laid out as `shape`) at kernel point i: view coordinate k = base[k] + Σ_{d: axisOf[d] = k} i_d · mult[d]. */
+    const loadMapped = (v: number, shape: Shape, axisOf0: number[], mult0: number[], base0: number[]): number => {
       let vv = v;
       let sh = shape;
-      let strides: number[];
-      let offset = 0;
-      if (aligned) {
-        // axisOf[d]: the view axis kernel axis d moves (−1: broadcast); base: view coordinate at index 0.
-        const lead = rank - sh.length;
-        let axisOf = S.map((_, d) => (d < lead || sh[d - lead] === 1 ? -1 : d - lead));
-        // mult[d]: kernel axis d steps its view axis by this many elements per index (from split reshapes).
-        let mult = S.map(() => 1);
-        let base = sh.map(() => 0);
-        for (;;) {
-          const pi = producer[vv]!;
-          const pop = pi >= 0 ? ops[pi]! : undefined;
-          if (!pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
-          const inShape = pop.x.shape;
-          // A reshape between the view op and this read that splits axes or adds/drops size-1
-          // ones (q[.., 64] read as [.., 4, 16]): move the coordinates onto the op's output axes.
-          const opOut = pop.kind === 'slice' ? pop.sizes : pop.kind === 'transpose' ? pop.perm.map((q) => inShape[q]!) : pop.shape;
-          if (!shapesEqual(sh, opOut)) {
-            const moved = splitAxes(sh, opOut, axisOf, mult, base);
-            if (!moved) break;
-            ({ axisOf, mult, base } = moved);
-            sh = opOut;
-          }
-          if (pop.kind === 'slice') {
-            if (!shapesEqual(sh, pop.sizes)) break;
-            base = base.map((b, k) => b + pop.starts[k]!);
-          } else if (pop.kind === 'transpose') {
-            if (!shapesEqual(sh, pop.perm.map((q) => inShape[q]!))) break;
-            axisOf = axisOf.map((k) => (k < 0 ? -1 : pop.perm[k]!));
-            const nb = inShape.map(() => 0);
-            pop.perm.forEach((q, k) => (nb[q] = base[k]!));
-            base = nb;
-          } else {
-            if (!shapesEqual(sh, pop.shape)) break;
-            const off = pop.shape.length - inShape.length;
-            axisOf = axisOf.map((k) => (k < off || inShape[k - off] === 1 ? -1 : k - off));
-            base = inShape.map((dim, k) => (dim === 1 ? 0 : base[k + off]!));
-          }
-          vv = pop.x.v;
-          sh = inShape;
+      let axisOf = axisOf0;
+      let mult = mult0;
+      let base = base0;
+      for (;;) {
+        const pi = producer[vv]!;
+        const pop = pi >= 0 ? ops[pi]! : undefined;
+        if (!pop || !isViewOp(pop) || !dtypes.has(pop.x.dtype)) break;
+        const inShape = pop.x.shape;
+        // A reshape between the view op and this read that splits axes or adds/drops size-1
+        // ones (q[.., 64] read as [.., 4, 16]): move the coordinates onto the op's output axes.
+        const opOut = pop.kind === 'slice' ? pop.sizes : pop.kind === 'transpose' ? pop.perm.map((q) => inShape[q]!) : pop.shape;
+        if (!shapesEqual(sh, opOut)) {
+          const moved = splitAxes(sh, opOut, axisOf, mult, base);
+          if (!moved) break;
+          ({ axisOf, mult, base } = moved);
+          sh = opOut;
         }
-        const vs = stridesOf(sh);
-        strides = axisOf.map((k, d) => (k < 0 ? 0 : vs[k]! * mult[d]!));
-        offset = base.reduce((a, b, k) => a + b * vs[k]!, 0);
-      } else {
-        strides = flatStrides;
+        if (pop.kind === 'slice') {
+          if (!shapesEqual(sh, pop.sizes)) break;
+          base = base.map((b, k) => b + pop.starts[k]!);
+        } else if (pop.kind === 'transpose') {
+          if (!shapesEqual(sh, pop.perm.map((q) => inShape[q]!))) break;
+          axisOf = axisOf.map((k) => (k < 0 ? -1 : pop.perm[k]!));
+          const nb = inShape.map(() => 0);
+          pop.perm.forEach((q, k) => (nb[q] = base[k]!));
+          base = nb;
+        } else {
+          if (!shapesEqual(sh, pop.shape)) break;
+          const off = pop.shape.length - inShape.length;
+          axisOf = axisOf.map((k) => (k < off || inShape[k - off] === 1 ? -1 : k - off));
+          base = inShape.map((dim, k) => (dim === 1 ? 0 : base[k + off]!));
+        }
+        vv = pop.x.v;
+        sh = inShape;
       }
+      const pi = producer[vv]!;
+      if (inlineLimit > 0 && pi >= 0 && groupOf[pi] !== gid && vars[vv]!.size <= inlineLimit && vars[vv]!.size < n) {
+        const pop = ops[pi]!;
+        if (isElementwise(pop) && pop.kind !== 'full' && fusable(pop)) {
+          const ps = spaceOf(pop);
+          // Read through a reshape that adds or drops size-1 axes or splits some: onto the producer's axes.
+          const m = shapesEqual(sh, ps) ? { axisOf, mult, base } : splitAxes(sh, ps, axisOf, mult, base);
+          if (m) return inline(pi, pop, m.axisOf, m.mult, m.base);
+        }
+      }
+      const vs = stridesOf(sh);
+      const strides = axisOf.map((k, d) => (k < 0 ? 0 : vs[k]! * mult[d]!));
+      return leaf(vv, base.reduce((a, b, k) => a + b * vs[k]!, 0), strides);
+    };
+
+    /** The producer's value recomputed at the point of its output that the read maps kernel point i to. */
+    const inline = (pi: number, pop: ElementwiseOp, axisOf: number[], mult: number[], base: number[]): number => {
+      const key = `${pi}@${axisOf.join(',')}|${mult.join(',')}|${base.join(',')}`;
+      const cached = inlined.get(key);
+      if (cached !== undefined) return cached;
+      const ps = spaceOf(pop);
+      const at = (y: View): number => {
+        // y broadcasts against the producer's space (numpy rules, right-aligned).
+        const lead = ps.length - y.shape.length;
+        const yAxis = (k: number) => (k < lead || y.shape[k - lead] === 1 ? -1 : k - lead);
+        return loadMapped(y.v, y.shape, axisOf.map((k) => (k < 0 ? -1 : yAxis(k))), mult, y.shape.map((dim, j) => (dim === 1 ? 0 : base[j + lead]!)));
+      };
+      const dtype = vars[pop.out]!.dtype;
+      let id: number;
+      switch (pop.kind) {
+        case 'unary': id = push({ kind: 'unary', op: pop.op, a: at(pop.x), dtype }); break;
+        case 'binary': id = push({ kind: 'binary', op: pop.op, a: at(pop.a), b: at(pop.b), dtype }); break;
+        case 'where': id = push({ kind: 'where', cond: at(pop.cond), a: at(pop.a), b: at(pop.b), dtype }); break;
+        case 'cast': id = push({ kind: 'cast', a: at(pop.x), dtype }); break;
+        default: throw new Error(`internal: inlining ${pop.kind}`);
+      }
+      inlined.set(key, id);
+      return id;
+    };
+
+    /** An input node: v read at offset + Σ i_d · strides[d] (a constant fill becomes a constant). */
+    const leaf = (vv: number, offset: number, strides0: number[]): number => {
+      let strides = strides0;
       const info = vars[vv]!;
       if (producer[vv]! >= 0) {
         const pop = ops[producer[vv]!]!;

@@ -25,6 +25,7 @@ import type { Backend } from '../backend.js';
 import { type DType } from '../dtype.js';
 import { fusePrograms, type FusionOptions } from './fuse.js';
 import { mergePhases } from './phases.js';
+import { fuseUpdates } from './updates.js';
 import { PRNGKey } from '../random.js';
 import { closeScope, getDefaultBackend, openScope, Tensor } from '../tensor.js';
 import { traceDepth } from '../trace.js';
@@ -222,6 +223,7 @@ function trace(
     if (fusion) {
       program = fusePrograms(program, fusion);
       if (backend.runPhased) program = mergePhases(program, { maxBuffers: fusion.maxBuffers });
+      if (backend.runFusedInto) program = fuseUpdates(program, fusion.dtypes);
     }
     ok = true;
     return { exec: new Executable(program, backend), template, donated };
@@ -281,7 +283,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, options: JitOptions
     if (compiled) {
       cache.delete(signature); // re-inserted below: Map order is recency order
     } else {
-      const fusion = options.fuse === false || !backend.runFused ? null : { dtypes: fusableDTypes(backend), maxBuffers: backend.maxFusedBuffers };
+      const fusion = options.fuse === false || !backend.runFused ? null : { dtypes: fusableDTypes(backend), maxBuffers: backend.maxFusedBuffers, inlineLimit: backend.fusedInlineLimit ?? 0 };
       const t0 = performance.now();
       compiled = trace(f, args, flat, backend, name, donate, fusion);
       traces++;

@@ -9,7 +9,7 @@
  */
 import type { Backend, BackendBuffer, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, UnaryOp } from '../backend.js';
 import { AllocationError, type DType, type TypedArray } from '../dtype.js';
-import type { FusedKernel, PhasedKernel } from '../fused.js';
+import type { FusedInto, FusedKernel, PhasedKernel } from '../fused.js';
 import type { KeyExpr } from '../random.js';
 import type { Shape } from '../shape.js';
 import { fromBuffer, Storage, Tensor } from '../tensor.js';
@@ -53,7 +53,9 @@ export type Op =
   | { kind: 'dynamicSlice'; x: View; index: View; axis: number; size: number; out: number }
   | { kind: 'dynamicUpdateSlice'; x: View; update: View; index: View; axis: number; out: number }
   | { kind: 'fused'; kernel: FusedKernel; inputs: readonly View[]; outs: readonly number[] }
-  | { kind: 'phased'; kernel: PhasedKernel; inputs: readonly View[]; outs: readonly number[] };
+  | { kind: 'phased'; kernel: PhasedKernel; inputs: readonly View[]; outs: readonly number[] }
+  /** dynamicUpdateSlice(x, k(inputs), index, axis) with the elementwise kernel k writing its one output into x's region. */
+  | { kind: 'fusedInto'; kernel: FusedKernel; inputs: readonly View[]; x: View; index: View; axis: number; into: FusedInto; out: number };
 
 export interface Program {
   vars: VarInfo[];
@@ -77,6 +79,7 @@ export function opInputs(op: Op): readonly View[] {
     case 'dynamicSlice': return [op.x, op.index];
     case 'dynamicUpdateSlice': return [op.x, op.update, op.index];
     case 'fused': case 'phased': return op.inputs;
+    case 'fusedInto': return [...op.inputs, op.x, op.index];
   }
 }
 
@@ -139,7 +142,7 @@ export class Executable {
       for (const x of opInputs(op)) this.lastUse[x.v] = i;
     });
     for (const o of program.outputs) this.isOutput[o.v] = 1;
-    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused' || o.kind === 'phased').length };
+    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused' || o.kind === 'phased' || o.kind === 'fusedInto').length };
   }
 
   private constant(v: number): Storage {
@@ -228,6 +231,13 @@ export class Executable {
               env[v] = outs[j];
               owned[v] = 1;
             });
+            break;
+          }
+          case 'fusedInto': {
+            if (!be.runFusedInto) throw new Error(`jit: the ${be.name} backend cannot run fused updates`);
+            const reuse = owned[op.x.v] === 1 && this.lastUse[op.x.v] === i && !this.isOutput[op.x.v] &&
+              op.index.v !== op.x.v && op.inputs.every((x) => x.v !== op.x.v);
+            result = be.runFusedInto(op.kernel, op.inputs.map((x) => env[x.v]!), view(op.x), view(op.index), op.into, reuse);
             break;
           }
           case 'phased': {
