@@ -4,7 +4,8 @@
  * softmax, with short rows and with rows long enough for a workgroup each), small broadcast
  * producers recomputed inside their readers (a mask), and dynamicUpdateSlice whose update is
  * an elementwise kernel or a slice (written straight into the result, in place when the
- * state is donated). Each case also checks that the fusion it is about happened.
+ * state is donated), and independent elementwise kernels and updates run as one dispatch.
+ * Each case also checks that the fusion it is about happened.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -78,5 +79,35 @@ describe.skipIf(!gpu)('jit fusions on WebGPU agree with op-by-op execution', () 
         T.treeDispose([[...a], donate ? [...b.slice(1)] : [...b], got]);
       },
     ), { numRuns: 12 });
+  });
+
+  it('independent updates and elementwise kernels: one horizontal dispatch', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 2, max: 9 }), fc.integer({ min: -2, max: 10 }),
+      fc.boolean(), fc.integer({ min: 1, max: 2 ** 30 }),
+      async (n, d, cap, at, donate, seed) => {
+        // Two caches written from one projection (as K and V are), plus an unrelated result.
+        const f = (kc: Tensor, vc: Tensor, proj: Tensor, c: Tensor, index: Tensor) => ({
+          k: T.dynamicUpdateSlice(kc, T.reshape(T.mul(T.slice(proj, [0, 0], [n, d]), c), [n, d, 1]), index, 2),
+          v: T.dynamicUpdateSlice(vc, T.reshape(T.slice(proj, [0, d], [n, d]), [n, 1, d]), index, 1),
+          s: T.tanh(T.add(c, 1)),
+        });
+        const make = () => [
+          on(seededValues(seed, n * d * cap), [n, d, cap]), on(seededValues(seed + 1, n * cap * d), [n, cap, d]),
+          on(seededValues(seed + 2, n * 2 * d), [n, 2 * d]), on(seededValues(seed + 3, d), [d]), T.scalar(at, { dtype: 'int32', backend: gpu! }),
+        ] as const;
+        const a = make();
+        const want = f(...a);
+        const jf = T.jit(f, donate ? { donateArgnums: [0, 1] } : {});
+        const b = make();
+        const got = jf(...b);
+        for (const key of ['k', 'v', 's'] as const) {
+          expectClose((await got[key].data()) as Float32Array, (await want[key].data()) as Float32Array, 1e-6, 1e-6, `${key}: n ${n} d ${d} cap ${cap} at ${at}`);
+        }
+        expect(kinds(jf)).toEqual(['horizontal']);
+        jf.dispose();
+        T.treeDispose([[...a], want, donate ? [...b.slice(2)] : [...b], got]);
+      },
+    ), { numRuns: 10 });
   });
 });

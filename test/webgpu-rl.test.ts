@@ -118,7 +118,7 @@ describe.skipIf(!gpu)('the RL loop on WebGPU', () => {
     const jit = await run(jitted, true); // the first step traces, the others replay
     console.log(`[webgpu] dispatches per decoding step (built-in model, ${rows} rows): ${eager[2]!.n} op by op, ${jit[2]!.n} jitted`);
     expect(jit[2]!.n).toBeGreaterThan(0);
-    expect(jit[2]!.n).toBeLessThan(eager[2]!.n / 3);
+    expect(jit[2]!.n).toBeLessThanOrEqual(eager[2]!.n / 4);
     for (let t = 0; t < 3; t++) expectClose(jit[t]!.logits, eager[t]!.logits, 1e-4, 1e-5, `logits at step ${t}`);
     disposeDecodeParams(dp);
     jitted.dispose();

@@ -146,10 +146,22 @@ export interface Backend {
    * dynamicUpdateSlice (x's buffer may become the result).
    */
   runFusedInto?(kernel: FusedKernel, inputs: readonly BackendBuffer[], x: BufferView, index: BufferView, into: FusedInto, reuse: boolean): BackendBuffer;
+  /**
+   * Optional: independent elementwise kernels and fused updates as one dispatch; returns each
+   * member's outputs (an update's one output: its result, x's buffer itself when `reuse`).
+   */
+  runHorizontal?(members: readonly HorizontalMember[]): BackendBuffer[][];
   /** Dtypes worth fusing on this backend (default: every supported dtype, when runFused exists). */
   readonly fusedDTypes?: readonly DType[];
   /** Most buffers (outputs + inputs) one fused kernel may use here (default: no limit). */
   readonly maxFusedBuffers?: number;
   /** Small elementwise results (at most this many elements) fused kernels recompute where they read them broadcast (default 0: none). */
   readonly fusedInlineLimit?: number;
+}
+
+/** One kernel of a horizontal dispatch (see Backend.runHorizontal). */
+export interface HorizontalMember {
+  kernel: FusedKernel;
+  inputs: readonly BackendBuffer[];
+  into?: { x: BufferView; index: BufferView; spec: FusedInto; reuse: boolean };
 }

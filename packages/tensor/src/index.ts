@@ -8,7 +8,7 @@ import { setDefaultBackendFactory } from './tensor.js';
 setDefaultBackendFactory(createDefaultCpuBackend);
 
 export type {
-  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, LogicalOp, ReduceOp, TracingBackend, UnaryOp,
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, HorizontalMember, LogicalOp, ReduceOp, TracingBackend, UnaryOp,
 } from './backend.js';
 export { AllocationError, DTYPES, bytesPerElement, isFloat, type DType, type TypedArray } from './dtype.js';
 export { MAX_AXIS, broadcastStrides, collapseDims, fmtShape, shapesEqual, sizeOf, stridesOf, tryBroadcastShapes, type Collapsed, type Shape } from './shape.js';

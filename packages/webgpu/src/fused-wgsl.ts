@@ -13,7 +13,7 @@
  */
 import type { DType, FusedInto, FusedKernel, FusedNode, PhasedKernel, ReduceOp } from '@softgrad/tensor';
 
-type Word = 'f32' | 'i32' | 'u32';
+export type Word = 'f32' | 'i32' | 'u32';
 
 function word(dtype: DType): Word {
   if (dtype === 'float32') return 'f32';
@@ -151,6 +151,52 @@ export interface FusedWgsl {
   groupPerOutput: boolean;
 }
 
+/** Statements computing every node of k at the point whose coordinates are c{d}; values in locals nv{i}. */
+function pointStatements(k: FusedKernel, indent: string, input: (j: number) => string): string[] {
+  return k.nodes.map((n, i) => {
+    if (n.kind === 'input') {
+      const inp = k.inputs[n.input]!;
+      const terms = [String(inp.offset), ...k.shape.map((_, d) => (inp.strides[d] ? `c${d} * ${inp.strides[d]}u` : '')).filter(Boolean)];
+      const load = `${input(n.input)}[${terms.join(' + ')}]`;
+      return `${indent}let nv${i} = ${n.dtype === 'bool' ? `(${load} != 0u)` : load};`;
+    }
+    return `${indent}let nv${i}: ${reg(n.dtype)} = ${nodeExpr(n, k.nodes, (j) => `nv${j}`)};`;
+  });
+}
+
+const storeWord = (v: string, dtype: DType) => (dtype === 'bool' ? `select(0u, 1u, ${v})` : v);
+
+/** Buffer names an elementwise function reads and writes. */
+export interface KernelNames {
+  input(j: number): string;
+  output(j: number): string;
+  /** The start index of a fused update (an array<i32>). */
+  index: string;
+}
+
+/**
+ * `fn name(i: u32)`: an elementwise kernel's work at its flat point i — each output at i, or
+ * (into) its one output at the point's place in a dynamicUpdateSlice's result.
+ */
+export function elementwiseFunction(k: FusedKernel, into: FusedInto | undefined, name: string, names: KernelNames): string[] {
+  const lines = [`fn ${name}(i: u32) {`, '  var rem = i;'];
+  for (let d = k.shape.length - 1; d >= 0; d--) lines.push(`  let c${d} = rem % ${k.shape[d]}u;`, `  rem = rem / ${k.shape[d]}u;`);
+  lines.push(...pointStatements(k, '  ', names.input));
+  if (into) {
+    if (k.outputs.length !== 1 || k.outputs[0]!.reduce) throw new Error('internal: a fused update must be elementwise with one output');
+    const terms = [`u32(clamp(${names.index}[0], 0, ${into.maxStart})) * ${into.axisStride}u`, ...into.strides.map((st, d) => (st ? `c${d} * ${st}u` : '')).filter(Boolean)];
+    lines.push(`  ${names.output(0)}[${terms.join(' + ')}] = ${storeWord(`nv${k.outputs[0]!.node}`, k.outputs[0]!.dtype)};`);
+  } else {
+    k.outputs.forEach((o, j) => {
+      // Every reduced axis has size 1 here: a reduction is the value (index 0 for arg-reductions).
+      const v = o.reduce === 'argmax' || o.reduce === 'argmin' ? 'i32(0)' : `nv${o.node}`;
+      lines.push(`  ${names.output(j)}[i] = ${storeWord(v, o.dtype)};`);
+    });
+  }
+  lines.push('}');
+  return lines;
+}
+
 /** Reduced extents at least this long get a workgroup per output. */
 const LONG_REDUCTION = 256;
 
@@ -171,22 +217,8 @@ export function fusedKernelWgsl(k: FusedKernel, into?: FusedInto): FusedWgsl {
   const redSize = redDims.reduce((a, d) => a * k.shape[d]!, 1);
   const total = k.shape.reduce((a, b) => a * b, 1);
 
-  /** Statements computing every node at the point whose coordinates are c{d}; values in locals nv{i}. */
-  const pointBody = (indent: string): string[] => {
-    const out: string[] = [];
-    k.nodes.forEach((n, i) => {
-      if (n.kind === 'input') {
-        const inp = k.inputs[n.input]!;
-        const terms = [String(inp.offset), ...k.shape.map((_, d) => (inp.strides[d] ? `c${d} * ${inp.strides[d]}u` : '')).filter(Boolean)];
-        const load = `i${n.input}[${terms.join(' + ')}]`;
-        out.push(`${indent}let nv${i} = ${n.dtype === 'bool' ? `(${load} != 0u)` : load};`);
-      } else {
-        out.push(`${indent}let nv${i}: ${reg(n.dtype)} = ${nodeExpr(n, k.nodes, (j) => `nv${j}`)};`);
-      }
-    });
-    return out;
-  };
-  const store = (v: string, dtype: DType) => (dtype === 'bool' ? `select(0u, 1u, ${v})` : v);
+  const pointBody = (indent: string): string[] => pointStatements(k, indent, (j) => `i${j}`);
+  const store = storeWord;
   /** Flat elementwise-output index of the point c{d} (row-major over the whole space). */
   const flatIndex = () => {
     let s = '0u';
@@ -208,29 +240,11 @@ export function fusedKernelWgsl(k: FusedKernel, into?: FusedInto): FusedWgsl {
     'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {',
   ];
 
-  if (into) {
-    if (reduces || k.outputs.length !== 1) throw new Error('internal: a fused update must be elementwise with one output');
-    lines.push(`@group(0) @binding(${1 + k.outputs.length + k.inputs.length}) var<storage, read> dynIndex: array<i32>;`);
+  if (into || !reduces) {
+    if (into) lines.push(`@group(0) @binding(${1 + k.outputs.length + k.inputs.length}) var<storage, read> dynIndex: array<i32>;`);
+    lines.push(...elementwiseFunction(k, into, 'point', { input: (j) => `i${j}`, output: (j) => `o${j}`, index: 'dynIndex' }));
     lines.push(...head(256));
-    lines.push('  let i = groupIndex(wid, nwg) * 256u + lid;', '  if (i >= P(0u)) { return; }');
-    lines.push(...unravel(k.shape.map((_, d) => d), 'i', '  '));
-    lines.push(...pointBody('  '));
-    const terms = [`u32(clamp(dynIndex[0], 0, ${into.maxStart})) * ${into.axisStride}u`, ...into.strides.map((st, d) => (st ? `c${d} * ${st}u` : '')).filter(Boolean)];
-    lines.push(`  o0[${terms.join(' + ')}] = ${store(`nv${k.outputs[0]!.node}`, k.outputs[0]!.dtype)};`, '}');
-    return { code: lines.join('\n'), invocations: total, workgroupSize: 256, groupPerOutput: false };
-  }
-
-  if (!reduces) {
-    lines.push(...head(256));
-    lines.push('  let i = groupIndex(wid, nwg) * 256u + lid;', '  if (i >= P(0u)) { return; }');
-    lines.push(...unravel(k.shape.map((_, d) => d), 'i', '  '));
-    lines.push(...pointBody('  '));
-    k.outputs.forEach((o, j) => {
-      // Every reduced axis has size 1 here: a reduction is the value (index 0 for arg-reductions).
-      const v = o.reduce === 'argmax' || o.reduce === 'argmin' ? 'i32(0)' : `nv${o.node}`;
-      lines.push(`  o${j}[i] = ${store(v, o.dtype)};`);
-    });
-    lines.push('}');
+    lines.push('  let i = groupIndex(wid, nwg) * 256u + lid;', '  if (i >= P(0u)) { return; }', '  point(i);', '}');
     return { code: lines.join('\n'), invocations: total, workgroupSize: 256, groupPerOutput: false };
   }
 
@@ -332,7 +346,7 @@ export function phasedKernelWgsl(k: PhasedKernel): FusedWgsl {
     const d = keptDims[q]!;
     lines.push(`  let c${d} = remK % ${k.shape[d]}u;`, `  remK = remK / ${k.shape[d]}u;`);
   }
-  const store = (v: string, dtype: DType) => (dtype === 'bool' ? `select(0u, 1u, ${v})` : v);
+  const store = storeWord;
   const flatIndex = () => {
     let s = '0u';
     for (let d = 0; d < r; d++) s = `(${s}) * ${k.shape[d]}u + c${d}`;
@@ -423,4 +437,42 @@ export function phasedKernelWgsl(k: PhasedKernel): FusedWgsl {
   });
   lines.push('}');
   return { code: lines.join('\n'), invocations: rows, workgroupSize: 64, groupPerOutput: long };
+}
+
+/** A member of a horizontal dispatch: its kernel and which bindings hold its buffers. */
+export interface HorizontalPart {
+  kernel: FusedKernel;
+  into?: FusedInto;
+  outputs: number[];
+  inputs: number[];
+  /** Binding of a fused update's start index. */
+  index: number;
+}
+
+/**
+ * Independent elementwise kernels as one dispatch: member m takes invocations
+ * [Σ_{j<m} n_j, Σ_{j≤m} n_j) with n_j its number of points. `words[b]` and `writable[b]` give
+ * binding b's element type and access.
+ */
+export function horizontalWgsl(parts: readonly HorizontalPart[], words: readonly Word[], writable: readonly boolean[]): FusedWgsl {
+  const lines: string[] = [];
+  words.forEach((w, b) => lines.push(`@group(0) @binding(${1 + b}) var<storage, ${writable[b] ? 'read_write' : 'read'}> b${b}: array<${w}>;`));
+  parts.forEach((p, j) => lines.push(...elementwiseFunction(p.kernel, p.into, `m${j}`, {
+    input: (q) => `b${p.inputs[q]}`, output: (q) => `b${p.outputs[q]}`, index: `b${p.index}`,
+  })));
+  lines.push('@compute @workgroup_size(256)');
+  lines.push('fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {');
+  lines.push('  let i = groupIndex(wid, nwg) * 256u + lid;', '  if (i >= P(0u)) { return; }');
+  let start = 0;
+  parts.forEach((p, j) => {
+    const n = p.kernel.shape.reduce((a, b) => a * b, 1);
+    lines.push(`  if (i < ${start + n}u) { m${j}(i - ${start}u); return; }`);
+    start += n;
+  });
+  lines.push('}');
+  return { code: lines.join('\n'), invocations: start, workgroupSize: 256, groupPerOutput: false };
+}
+
+export function wordOfDtype(dtype: DType): Word {
+  return word(dtype);
 }

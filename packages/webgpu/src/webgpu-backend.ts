@@ -4,12 +4,12 @@
  * `read` needs a result, or every `maxDispatchesPerSubmit` dispatches, as one submit.
  */
 import type {
-  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedInto, FusedKernel, LogicalOp, PhasedKernel, ReduceOp, Shape,
+  Backend, BackendBuffer, BackendStats, BinaryOp, BufferView, CompareOp, DType, FusedInto, FusedKernel, HorizontalMember, LogicalOp, PhasedKernel, ReduceOp, Shape,
   TypedArray, UnaryOp,
 } from '@softgrad/tensor';
 import { broadcastStrides, collapseDims, fmtShape, fusedIntoKey, fusedKernelKey, fusedOutputSize, phasedKernelKey, phasedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
-import { fusedKernelWgsl, phasedKernelWgsl, type FusedWgsl } from './fused-wgsl.js';
+import { fusedKernelWgsl, horizontalWgsl, phasedKernelWgsl, wordOfDtype, type FusedWgsl, type HorizontalPart } from './fused-wgsl.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals
@@ -788,6 +788,49 @@ export class WebGpuBackend implements Backend {
     if (!entry) entry = this.compileGenerated(key, fusedKernelWgsl(kernel, into));
     this.dispatchGenerated(entry, [out], [...ins, idx]);
     return out;
+  }
+
+  /** Independent elementwise kernels and fused updates (jit's horizontal fusion) as one dispatch. */
+  runHorizontal(members: readonly HorizontalMember[]): BackendBuffer[][] {
+    const outs: WebGpuBuffer[][] = members.map((m) => {
+      if (!m.into) return m.kernel.outputs.map((o) => this.alloc(fusedOutputSize(m.kernel, o)));
+      const { x, index, reuse } = m.into;
+      if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
+      if (reuse) return [x.buf as WebGpuBuffer];
+      const src = this.own(x.buf, 'runHorizontal');
+      const xs = stridesOf(x.shape);
+      const out = this.alloc(sizeOf(x.shape));
+      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
+      return [out];
+    });
+    // Bindings: every output, then each distinct input buffer once.
+    const slabs: Slab[] = [];
+    const words: Word[] = [];
+    const writable: boolean[] = [];
+    const bind = (slab: Slab, w: Word, write: boolean): number => {
+      const k = slabs.indexOf(slab);
+      if (k >= 0) {
+        if (write || writable[k] || words[k] !== w) throw new Error('internal: a horizontal kernel would bind one buffer twice in conflicting ways');
+        return k;
+      }
+      slabs.push(slab);
+      words.push(w);
+      writable.push(write);
+      return slabs.length - 1;
+    };
+    const outBindings = members.map((m, j) => outs[j]!.map((o, q) => bind(o.slab, wordOfDtype(m.kernel.outputs[q]!.dtype), true)));
+    const parts: HorizontalPart[] = members.map((m, j) => ({
+      kernel: m.kernel,
+      ...(m.into ? { into: m.into.spec } : {}),
+      outputs: outBindings[j]!,
+      inputs: m.inputs.map((b, q) => bind(this.own(b, 'runHorizontal'), wordOfDtype(m.kernel.inputs[q]!.dtype), false)),
+      index: m.into ? bind(this.own(m.into.index.buf, 'runHorizontal'), 'i32', false) : -1,
+    }));
+    const key = `horizontal:${parts.map((p) => `${fusedKernelKey(p.kernel)}${p.into ? `|${fusedIntoKey(p.into)}` : ''}@${p.outputs}/${p.inputs}/${p.index}`).join('||')}`;
+    let entry = this.fused.get(key);
+    if (!entry) entry = this.compileGenerated(key, horizontalWgsl(parts, words, writable));
+    if (entry.gen.invocations > 0) this.dispatch(entry.kernel, [entry.gen.invocations], slabs, this.grid(Math.ceil(entry.gen.invocations / 256)));
+    return outs;
   }
 
   private compileGenerated(key: string, gen: FusedWgsl): { kernel: Kernel; gen: FusedWgsl } {

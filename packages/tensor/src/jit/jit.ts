@@ -26,6 +26,7 @@ import { type DType } from '../dtype.js';
 import { fusePrograms, type FusionOptions } from './fuse.js';
 import { mergePhases } from './phases.js';
 import { fuseUpdates } from './updates.js';
+import { fuseHorizontally } from './horizontal.js';
 import { PRNGKey } from '../random.js';
 import { closeScope, getDefaultBackend, openScope, Tensor } from '../tensor.js';
 import { traceDepth } from '../trace.js';
@@ -224,6 +225,7 @@ function trace(
       program = fusePrograms(program, fusion);
       if (backend.runPhased) program = mergePhases(program, { maxBuffers: fusion.maxBuffers });
       if (backend.runFusedInto) program = fuseUpdates(program, fusion.dtypes);
+      if (backend.runHorizontal) program = fuseHorizontally(program, { maxBuffers: fusion.maxBuffers });
     }
     ok = true;
     return { exec: new Executable(program, backend), template, donated };

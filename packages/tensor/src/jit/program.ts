@@ -52,10 +52,15 @@ export type Op =
   | { kind: 'randomUniform'; key: KeyExpr; out: number }
   | { kind: 'dynamicSlice'; x: View; index: View; axis: number; size: number; out: number }
   | { kind: 'dynamicUpdateSlice'; x: View; update: View; index: View; axis: number; out: number }
-  | { kind: 'fused'; kernel: FusedKernel; inputs: readonly View[]; outs: readonly number[] }
+  | FusedOp
   | { kind: 'phased'; kernel: PhasedKernel; inputs: readonly View[]; outs: readonly number[] }
-  /** dynamicUpdateSlice(x, k(inputs), index, axis) with the elementwise kernel k writing its one output into x's region. */
-  | { kind: 'fusedInto'; kernel: FusedKernel; inputs: readonly View[]; x: View; index: View; axis: number; into: FusedInto; out: number };
+  | FusedIntoOp
+  /** Independent elementwise kernels and fused updates as one dispatch. */
+  | { kind: 'horizontal'; members: readonly (FusedOp | FusedIntoOp)[] };
+
+export type FusedOp = { kind: 'fused'; kernel: FusedKernel; inputs: readonly View[]; outs: readonly number[] };
+/** dynamicUpdateSlice(x, k(inputs), index, axis) with the elementwise kernel k writing its one output into x's region. */
+export type FusedIntoOp = { kind: 'fusedInto'; kernel: FusedKernel; inputs: readonly View[]; x: View; index: View; axis: number; into: FusedInto; out: number };
 
 export interface Program {
   vars: VarInfo[];
@@ -80,11 +85,13 @@ export function opInputs(op: Op): readonly View[] {
     case 'dynamicUpdateSlice': return [op.x, op.update, op.index];
     case 'fused': case 'phased': return op.inputs;
     case 'fusedInto': return [...op.inputs, op.x, op.index];
+    case 'horizontal': return op.members.flatMap((m) => opInputs(m));
   }
 }
 
 /** The variables an op writes. */
 export function opOutputs(op: Op): readonly number[] {
+  if (op.kind === 'horizontal') return op.members.flatMap((m) => opOutputs(m));
   return op.kind === 'fused' || op.kind === 'phased' ? op.outs : [op.out];
 }
 
@@ -142,7 +149,7 @@ export class Executable {
       for (const x of opInputs(op)) this.lastUse[x.v] = i;
     });
     for (const o of program.outputs) this.isOutput[o.v] = 1;
-    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused' || o.kind === 'phased' || o.kind === 'fusedInto').length };
+    this.counts = { ops: program.ops.length, fused: program.ops.filter((o) => o.kind === 'fused' || o.kind === 'phased' || o.kind === 'fusedInto' || o.kind === 'horizontal').length };
   }
 
   private constant(v: number): Storage {
@@ -187,12 +194,16 @@ export class Executable {
       }
     });
     const view = (x: View): BufferView => ({ buf: env[x.v]!, shape: x.shape, dtype: x.dtype });
-    const free = (v: number, keep?: BackendBuffer): void => {
+    const free = (v: number, keep: readonly (BackendBuffer | undefined)[] = []): void => {
       if (this.isOutput[v]) return;
       const b = env[v];
-      if (owned[v] && b !== undefined && b !== keep) be.free(b);
+      if (owned[v] && b !== undefined && !keep.includes(b)) be.free(b);
       env[v] = undefined;
     };
+    /** Whether update u (alone, or a member of op) may write into its x's buffer: owned, last read here, read by nothing else in op. */
+    const mayReuse = (u: FusedIntoOp, op: Op, i: number): boolean =>
+      owned[u.x.v] === 1 && this.lastUse[u.x.v] === i && !this.isOutput[u.x.v] &&
+      opInputs(op).filter((x) => x.v === u.x.v).length === 1;
     let at = -1;
     try {
       for (let i = 0; i < ops.length; i++) {
@@ -235,9 +246,20 @@ export class Executable {
           }
           case 'fusedInto': {
             if (!be.runFusedInto) throw new Error(`jit: the ${be.name} backend cannot run fused updates`);
-            const reuse = owned[op.x.v] === 1 && this.lastUse[op.x.v] === i && !this.isOutput[op.x.v] &&
-              op.index.v !== op.x.v && op.inputs.every((x) => x.v !== op.x.v);
-            result = be.runFusedInto(op.kernel, op.inputs.map((x) => env[x.v]!), view(op.x), view(op.index), op.into, reuse);
+            result = be.runFusedInto(op.kernel, op.inputs.map((x) => env[x.v]!), view(op.x), view(op.index), op.into, mayReuse(op, op, i));
+            break;
+          }
+          case 'horizontal': {
+            if (!be.runHorizontal) throw new Error(`jit: the ${be.name} backend cannot run horizontal kernels`);
+            const outs = be.runHorizontal(op.members.map((m) => ({
+              kernel: m.kernel,
+              inputs: m.inputs.map((x) => env[x.v]!),
+              ...(m.kind === 'fusedInto' ? { into: { x: view(m.x), index: view(m.index), spec: m.into, reuse: mayReuse(m, op, i) } } : {}),
+            })));
+            op.members.forEach((m, j) => opOutputs(m).forEach((v, q) => {
+              env[v] = outs[j]![q];
+              owned[v] = 1;
+            }));
             break;
           }
           case 'phased': {
@@ -256,11 +278,10 @@ export class Executable {
           owned[out] = 1;
         }
         for (const v of opOutputs(op)) if (this.lastUse[v] < i && !this.isOutput[v]) free(v);
+        // An input whose buffer became a result (an update in place) stays.
+        const results = opOutputs(op).map((v) => env[v]);
         for (const x of opInputs(op)) {
-          if (this.lastUse[x.v] === i && env[x.v] !== undefined) {
-            const out = op.kind === 'fused' || op.kind === 'phased' ? undefined : env[(op as { out: number }).out];
-            free(x.v, out);
-          }
+          if (this.lastUse[x.v] === i && env[x.v] !== undefined) free(x.v, results);
         }
       }
     } catch (e) {

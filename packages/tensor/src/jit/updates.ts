@@ -3,7 +3,8 @@
  * only for it — by an elementwise fused kernel, or by a slice of a materialised buffer —
  * becomes one kernel that computes u and writes it straight into x's region (x's buffer
  * itself when the executor may reuse it). A KV-cache write after RoPE, or of V's columns
- * of the projection, is then one dispatch instead of two.
+ * of the projection, is then one dispatch instead of two. Every other update becomes a copy
+ * kernel of the same form, which horizontal fusion can then run alongside others.
  */
 import type { DType } from '../dtype.js';
 import type { FusedInto, FusedKernel } from '../fused.js';
@@ -59,15 +60,18 @@ export function fuseUpdates(p: Program, dtypes: readonly DType[]): Program {
   const out = ops.map((op): Op => {
     if (op.kind !== 'dynamicUpdateSlice') return op;
     const u = op.update.v;
+    if (!fusable.has(op.update.dtype)) return op;
     const pi = producer[u]!;
-    if (pi < 0 || readers[u] !== 1 || isOutput[u] || !fusable.has(op.update.dtype)) return op;
-    const pop = ops[pi]!;
+    const pop = pi >= 0 ? ops[pi]! : undefined;
+    // Made only for this update (then it is computed in the update's kernel), or read as it is.
+    const onlyHere = pop !== undefined && readers[u] === 1 && !isOutput[u];
     let kernel: FusedKernel;
     let inputs: readonly View[];
-    if (pop.kind === 'fused' && pop.kernel.reduceAxes.length === 0 && pop.outs.length === 1 && pop.outs[0] === u) {
+    let absorbed = true;
+    if (onlyHere && pop.kind === 'fused' && pop.kernel.reduceAxes.length === 0 && pop.outs.length === 1 && pop.outs[0] === u) {
       kernel = pop.kernel;
       inputs = pop.inputs;
-    } else if (pop.kind === 'slice' && fusable.has(pop.x.dtype)) {
+    } else if (onlyHere && pop.kind === 'slice' && fusable.has(pop.x.dtype)) {
       const xs = stridesOf(pop.x.shape);
       kernel = {
         shape: [...pop.sizes], reduceAxes: [],
@@ -77,7 +81,16 @@ export function fuseUpdates(p: Program, dtypes: readonly DType[]): Program {
       };
       inputs = [{ v: pop.x.v, shape: [pop.x.shape.reduce((a, b) => a * b, 1)], dtype: pop.x.dtype }];
     } else {
-      return op;
+      // The update as it is: a copy kernel, still worth having for horizontal fusion.
+      const U0 = op.update.shape;
+      kernel = {
+        shape: [...U0], reduceAxes: [],
+        inputs: [{ dtype: op.update.dtype, offset: 0, strides: stridesOf(U0) }],
+        nodes: [{ kind: 'input', input: 0, dtype: op.update.dtype }],
+        outputs: [{ node: 0, dtype: op.update.dtype }],
+      };
+      inputs = [{ v: u, shape: [U0.reduce((a, b) => a * b, 1)], dtype: op.update.dtype }];
+      absorbed = false;
     }
     const U = op.update.shape;
     if (kernel.shape.some((d) => d === 0) || inputs.some((x) => x.v === op.x.v)) return op;
@@ -86,7 +99,7 @@ export function fuseUpdates(p: Program, dtypes: readonly DType[]): Program {
     kernel = k;
     const xs = stridesOf(op.x.shape);
     const into: FusedInto = { xShape: [...op.x.shape], strides: U.map((d, a) => (d === 1 ? 0 : xs[a]!)), axisStride: xs[op.axis]!, maxStart: op.x.shape[op.axis]! - U[op.axis]! };
-    removed.add(pi);
+    if (absorbed) removed.add(pi);
     return { kind: 'fusedInto', kernel, inputs, x: op.x, index: op.index, axis: op.axis, into, out: op.out };
   });
   return eliminateDeadCode({ vars: p.vars, ops: out.filter((_, i) => !removed.has(i)), outputs: p.outputs });
