@@ -98,6 +98,15 @@ function sameOrder(a: Shape, b: Shape): boolean {
   return shapesEqual(a.filter((d) => d !== 1), b.filter((d) => d !== 1));
 }
 
+/** Most ops one kernel recomputes from broadcast producers (see FusionOptions.inlineLimit). */
+const INLINE_NODE_BUDGET = 64;
+/**
+ * A producer is recomputed inside a large kernel only if each of its values is recomputed at
+ * most this many times: an attention mask read by each head's softmax is, RoPE'd queries read
+ * by every key position are not (recomputing them made lavapipe's rollouts a third slower).
+ */
+const INLINE_MAX_REPEAT = 8;
+
 export function fusePrograms(p: Program, opts: FusionOptions): Program {
   const { vars, ops } = p;
   const dtypes = new Set(opts.dtypes);
@@ -201,6 +210,9 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
     const valueNode = new Map<number, number>();
     const constKey = new Map<string, number>();
     const inlined = new Map<string, number>();
+    // Each broadcast read of a chain is recomputed at its own mapping, so chains of them could
+    // grow a kernel without bound: past this many recomputed ops, reads load again.
+    let inlinedNodes = 0;
 
     const push = (node: FusedNode): number => {
       nodes.push(node);
@@ -272,7 +284,10 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
         sh = inShape;
       }
       const pi = producer[vv]!;
-      if (inlineLimit > 0 && pi >= 0 && groupOf[pi] !== gid && vars[vv]!.size <= inlineLimit && vars[vv]!.size < n) {
+      // Recomputed only where that costs little: a small kernel, or each value recomputed a few times at most.
+      const size = vars[vv]!.size;
+      const cheap = size < n && (n <= inlineLimit || n <= INLINE_MAX_REPEAT * size);
+      if (inlineLimit > 0 && inlinedNodes < INLINE_NODE_BUDGET && pi >= 0 && groupOf[pi] !== gid && size <= inlineLimit && cheap) {
         const pop = ops[pi]!;
         if (isElementwise(pop) && pop.kind !== 'full' && fusable(pop)) {
           const ps = spaceOf(pop);
@@ -308,6 +323,7 @@ export function fusePrograms(p: Program, opts: FusionOptions): Program {
         default: throw new Error(`internal: inlining ${pop.kind}`);
       }
       inlined.set(key, id);
+      inlinedNodes++;
       return id;
     };
 
