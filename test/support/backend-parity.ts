@@ -393,13 +393,18 @@ const phasedCaseArb = fc.record({
   nInputs: fc.integer({ min: 1, max: 3 }),
 }).map(({ shape, seed, kinds, nInputs }) => buildPhasedCase(shape, seed, ['reduce', ...kinds], nInputs));
 
-function buildPhasedCase(shape: number[], seed: number, kinds: FusedPhase['kind'][], nInputs: number): { kernel: PhasedKernel; buffers: { data: TypedArray }[] } {
+/** A xorshift stream of uniforms in [0, 1) and a choice among values, from one seed. */
+function seededChoices(seed: number): { rnd: () => number; pick: <T>(xs: readonly T[]) => T } {
   let s = seed >>> 0 || 1;
   const rnd = (): number => {
     s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
     return s / 2 ** 32;
   };
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  return { rnd, pick: <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]! };
+}
+
+function buildPhasedCase(shape: number[], seed: number, kinds: FusedPhase['kind'][], nInputs: number): { kernel: PhasedKernel; buffers: { data: TypedArray }[] } {
+  const { rnd, pick } = seededChoices(seed);
   const r = shape.length;
   // Long rows: the last axis reduced. Otherwise a random non-empty set of axes.
   let reduceAxes = shape.map((_, a) => a).filter(() => rnd() < 0.5);
@@ -495,12 +500,7 @@ const fusedCaseArb: fc.Arbitrary<FusedCase> = fc.record({
 }).map(({ shape, seed, nInputs, nOps, reduce }) => buildFusedCase(shape, seed, nInputs, nOps, reduce));
 
 function buildFusedCase(shape: number[], seed: number, nInputs: number, nOps: number, reduce: string): FusedCase {
-  let s = seed >>> 0 || 1;
-  const rnd = (): number => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const { rnd, pick } = seededChoices(seed);
   const r = shape.length;
   const nodes: FusedNode[] = [];
   const exact: boolean[] = [];

@@ -472,7 +472,3 @@ export function horizontalWgsl(parts: readonly HorizontalPart[], words: readonly
   lines.push('}');
   return { code: lines.join('\n'), invocations: start, workgroupSize: 256, groupPerOutput: false };
 }
-
-export function wordOfDtype(dtype: DType): Word {
-  return word(dtype);
-}

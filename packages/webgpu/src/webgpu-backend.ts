@@ -9,7 +9,7 @@ import type {
 } from '@softgrad/tensor';
 import { broadcastStrides, collapseDims, fmtShape, fusedIntoKey, fusedKernelKey, fusedOutputSize, phasedKernelKey, phasedOutputSize, sizeOf, stridesOf } from '@softgrad/tensor';
 import type { AdapterInfo } from './device.js';
-import { fusedKernelWgsl, horizontalWgsl, phasedKernelWgsl, wordOfDtype, type FusedWgsl, type HorizontalPart } from './fused-wgsl.js';
+import { fusedKernelWgsl, horizontalWgsl, phasedKernelWgsl, type FusedWgsl, type HorizontalPart } from './fused-wgsl.js';
 import { WGSL } from './shaders.generated.js';
 
 // The numeric flag values, so nothing depends on the GPUBufferUsage/GPUMapMode globals
@@ -771,17 +771,9 @@ export class WebGpuBackend implements Backend {
   /** dynamicUpdateSlice whose update is an elementwise kernel: the kernel writes into the result directly. */
   runFusedInto(kernel: FusedKernel, inputs: readonly BackendBuffer[], x: BufferView, index: BufferView, into: FusedInto, reuse: boolean): BackendBuffer {
     const ins = inputs.map((b) => this.own(b, 'runFusedInto'));
-    const src = this.own(x.buf, 'runFusedInto');
     const idx = this.own(index.buf, 'runFusedInto');
     if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
-    let out: WebGpuBuffer;
-    if (reuse) {
-      out = x.buf as WebGpuBuffer;
-    } else {
-      const xs = stridesOf(x.shape);
-      out = this.alloc(sizeOf(x.shape));
-      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
-    }
+    const out = this.updateTarget(x, reuse, 'runFusedInto');
     if (kernel.shape.some((d) => d === 0)) return out;
     const key = `into:${fusedKernelKey(kernel)}|${fusedIntoKey(into)}`;
     let entry = this.fused.get(key);
@@ -794,14 +786,8 @@ export class WebGpuBackend implements Backend {
   runHorizontal(members: readonly HorizontalMember[]): BackendBuffer[][] {
     const outs: WebGpuBuffer[][] = members.map((m) => {
       if (!m.into) return m.kernel.outputs.map((o) => this.alloc(fusedOutputSize(m.kernel, o)));
-      const { x, index, reuse } = m.into;
-      if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
-      if (reuse) return [x.buf as WebGpuBuffer];
-      const src = this.own(x.buf, 'runHorizontal');
-      const xs = stridesOf(x.shape);
-      const out = this.alloc(sizeOf(x.shape));
-      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
-      return [out];
+      if (m.into.index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${m.into.index.dtype}`);
+      return [this.updateTarget(m.into.x, m.into.reuse, 'runHorizontal')];
     });
     // Bindings: every output, then each distinct input buffer once.
     const slabs: Slab[] = [];
@@ -818,12 +804,12 @@ export class WebGpuBackend implements Backend {
       writable.push(write);
       return slabs.length - 1;
     };
-    const outBindings = members.map((m, j) => outs[j]!.map((o, q) => bind(o.slab, wordOfDtype(m.kernel.outputs[q]!.dtype), true)));
+    const outBindings = members.map((m, j) => outs[j]!.map((o, q) => bind(o.slab, wordOf(m.kernel.outputs[q]!.dtype), true)));
     const parts: HorizontalPart[] = members.map((m, j) => ({
       kernel: m.kernel,
       ...(m.into ? { into: m.into.spec } : {}),
       outputs: outBindings[j]!,
-      inputs: m.inputs.map((b, q) => bind(this.own(b, 'runHorizontal'), wordOfDtype(m.kernel.inputs[q]!.dtype), false)),
+      inputs: m.inputs.map((b, q) => bind(this.own(b, 'runHorizontal'), wordOf(m.kernel.inputs[q]!.dtype), false)),
       index: m.into ? bind(this.own(m.into.index.buf, 'runHorizontal'), 'i32', false) : -1,
     }));
     const key = `horizontal:${parts.map((p) => `${fusedKernelKey(p.kernel)}${p.into ? `|${fusedIntoKey(p.into)}` : ''}@${p.outputs}/${p.inputs}/${p.index}`).join('||')}`;
@@ -949,16 +935,19 @@ export class WebGpuBackend implements Backend {
     const upd = this.own(update.buf, 'dynamicUpdateSlice');
     const idx = this.own(index.buf, 'dynamicUpdateSlice');
     if (index.dtype !== 'int32') throw new Error(`dynamicUpdateSlice: index must be int32, got ${index.dtype}`);
-    const n = sizeOf(x.shape);
     const xs = stridesOf(x.shape);
-    let out: WebGpuBuffer;
-    if (reuse) {
-      out = x.buf as WebGpuBuffer;
-    } else {
-      out = this.alloc(n);
-      this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
-    }
+    const out = this.updateTarget(x, reuse, 'dynamicUpdateSlice');
     this.dynamicCopy(out.slab, upd, idx, update.shape, stridesOf(update.shape), xs, x.shape[axis]! - update.shape[axis]!, xs[axis]!, 'output');
+    return out;
+  }
+
+  /** Where a dynamicUpdateSlice of x writes: x's buffer itself when it may be reused, else a copy of x. */
+  private updateTarget(x: BufferView, reuse: boolean, op: string): WebGpuBuffer {
+    const src = this.own(x.buf, op);
+    if (reuse) return x.buf as WebGpuBuffer;
+    const xs = stridesOf(x.shape);
+    const out = this.alloc(sizeOf(x.shape));
+    this.copy(out.slab, src, x.shape, 0, xs, 0, xs);
     return out;
   }
 

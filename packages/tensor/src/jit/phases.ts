@@ -67,13 +67,9 @@ export function mergePhases(p: Program, opts: PhaseOptions = {}): Program {
   const groupOfVar = new Map<number, Group>();
   const moved = new Set<number>();
 
-  const outputCount = (g: Group): number => {
-    let n = 0;
-    g.vars.forEach((vs) => vs.forEach((v) => {
-      if (isOutput[v] || g.pointRefs.has(v) || consumers[v]!.some((c) => !g.members.has(c))) n++;
-    }));
-    return n;
-  };
+  /** Whether a group's result must be written: returned, read at a point by a later phase, or read outside the group. */
+  const written = (g: Group, v: number): boolean => isOutput[v] === 1 || g.pointRefs.has(v) || consumers[v]!.some((c) => !g.members.has(c));
+  const outputCount = (g: Group): number => g.vars.reduce((n, vs) => n + vs.filter((v) => written(g, v)).length, 0);
 
   const tryMerge = (g: Group, op: FusedOp, at: number): Group | null => {
     const k = op.kernel;
@@ -191,15 +187,14 @@ export function mergePhases(p: Program, opts: PhaseOptions = {}): Program {
       out.push(op);
       return;
     }
-    const written: [number, number][] = [];
+    const kept: [number, number][] = [];
     const outs: number[] = [];
     g.vars.forEach((vs, ph) => vs.forEach((v, o) => {
-      if (isOutput[v] || g.pointRefs.has(v) || consumers[v]!.some((c) => !g.members.has(c))) {
-        written.push([ph, o]);
-        outs.push(v);
-      }
+      if (!written(g, v)) return;
+      kept.push([ph, o]);
+      outs.push(v);
     }));
-    const kernel: PhasedKernel = { shape: g.shape, reduceAxes: g.reduceAxes, inputs: g.inputs, phases: g.phases, written };
+    const kernel: PhasedKernel = { shape: g.shape, reduceAxes: g.reduceAxes, inputs: g.inputs, phases: g.phases, written: kept };
     out.push({ kind: 'phased', kernel, inputs: g.views, outs });
   });
   return eliminateDeadCode({ vars: p.vars, ops: out, outputs: p.outputs });

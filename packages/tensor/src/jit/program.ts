@@ -200,10 +200,15 @@ export class Executable {
       if (owned[v] && b !== undefined && !keep.includes(b)) be.free(b);
       env[v] = undefined;
     };
-    /** Whether update u (alone, or a member of op) may write into its x's buffer: owned, last read here, read by nothing else in op. */
-    const mayReuse = (u: FusedIntoOp, op: Op, i: number): boolean =>
-      owned[u.x.v] === 1 && this.lastUse[u.x.v] === i && !this.isOutput[u.x.v] &&
-      opInputs(op).filter((x) => x.v === u.x.v).length === 1;
+    /** Whether an update of x done by op may write into x's buffer: owned, last read here, read by nothing else in op. */
+    const mayReuse = (x: View, op: Op, i: number): boolean =>
+      owned[x.v] === 1 && this.lastUse[x.v] === i && !this.isOutput[x.v] &&
+      opInputs(op).filter((y) => y.v === x.v).length === 1;
+    /** The buffers an op made become its result variables, owned by this run. */
+    const bind = (vs: readonly number[], bufs: readonly BackendBuffer[]): void => vs.forEach((v, j) => {
+      env[v] = bufs[j];
+      owned[v] = 1;
+    });
     let at = -1;
     try {
       for (let i = 0; i < ops.length; i++) {
@@ -229,24 +234,22 @@ export class Executable {
             result = be.randomUniform(keyWords(op.key, argKeys), vars[op.out]!.size, vars[op.out]!.dtype);
             break;
           case 'dynamicSlice': result = be.dynamicSlice(view(op.x), view(op.index), op.axis, op.size); break;
-          case 'dynamicUpdateSlice': {
-            const reuse = owned[op.x.v] === 1 && this.lastUse[op.x.v] === i && !this.isOutput[op.x.v] &&
-              op.update.v !== op.x.v && op.index.v !== op.x.v;
-            result = be.dynamicUpdateSlice(view(op.x), view(op.update), view(op.index), op.axis, reuse);
+          case 'dynamicUpdateSlice':
+            result = be.dynamicUpdateSlice(view(op.x), view(op.update), view(op.index), op.axis, mayReuse(op.x, op, i));
             break;
-          }
           case 'fused': {
             if (!be.runFused) throw new Error(`jit: the ${be.name} backend cannot run fused kernels`);
-            const outs = be.runFused(op.kernel, op.inputs.map((x) => env[x.v]!));
-            op.outs.forEach((v, j) => {
-              env[v] = outs[j];
-              owned[v] = 1;
-            });
+            bind(op.outs, be.runFused(op.kernel, op.inputs.map((x) => env[x.v]!)));
+            break;
+          }
+          case 'phased': {
+            if (!be.runPhased) throw new Error(`jit: the ${be.name} backend cannot run phased kernels`);
+            bind(op.outs, be.runPhased(op.kernel, op.inputs.map((x) => env[x.v]!)));
             break;
           }
           case 'fusedInto': {
             if (!be.runFusedInto) throw new Error(`jit: the ${be.name} backend cannot run fused updates`);
-            result = be.runFusedInto(op.kernel, op.inputs.map((x) => env[x.v]!), view(op.x), view(op.index), op.into, mayReuse(op, op, i));
+            result = be.runFusedInto(op.kernel, op.inputs.map((x) => env[x.v]!), view(op.x), view(op.index), op.into, mayReuse(op.x, op, i));
             break;
           }
           case 'horizontal': {
@@ -254,21 +257,9 @@ export class Executable {
             const outs = be.runHorizontal(op.members.map((m) => ({
               kernel: m.kernel,
               inputs: m.inputs.map((x) => env[x.v]!),
-              ...(m.kind === 'fusedInto' ? { into: { x: view(m.x), index: view(m.index), spec: m.into, reuse: mayReuse(m, op, i) } } : {}),
+              ...(m.kind === 'fusedInto' ? { into: { x: view(m.x), index: view(m.index), spec: m.into, reuse: mayReuse(m.x, op, i) } } : {}),
             })));
-            op.members.forEach((m, j) => opOutputs(m).forEach((v, q) => {
-              env[v] = outs[j]![q];
-              owned[v] = 1;
-            }));
-            break;
-          }
-          case 'phased': {
-            if (!be.runPhased) throw new Error(`jit: the ${be.name} backend cannot run phased kernels`);
-            const outs = be.runPhased(op.kernel, op.inputs.map((x) => env[x.v]!));
-            op.outs.forEach((v, j) => {
-              env[v] = outs[j];
-              owned[v] = 1;
-            });
+            op.members.forEach((m, j) => bind(opOutputs(m), outs[j]!));
             break;
           }
         }
@@ -279,9 +270,9 @@ export class Executable {
         }
         for (const v of opOutputs(op)) if (this.lastUse[v] < i && !this.isOutput[v]) free(v);
         // An input whose buffer became a result (an update in place) stays.
-        const results = opOutputs(op).map((v) => env[v]);
+        let results: (BackendBuffer | undefined)[] | undefined;
         for (const x of opInputs(op)) {
-          if (this.lastUse[x.v] === i && env[x.v] !== undefined) free(x.v, results);
+          if (this.lastUse[x.v] === i && env[x.v] !== undefined) free(x.v, (results ??= opOutputs(op).map((v) => env[v])));
         }
       }
     } catch (e) {
