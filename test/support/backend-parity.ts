@@ -92,6 +92,15 @@ export function describeKernelParity(label: string, backend: () => Backend | nul
       }
     });
 
+    it('tanh keeps its relative accuracy near zero', async () => {
+      // A driver's tanh may be (e^2x - 1)/(e^2x + 1), whose error near zero is absolute: 0.2 % at
+      // x = 5e-5, which a fused kernel's later cancellation turns into a wrong result.
+      const tiny = Float32Array.from([-0, 0, ...Array.from({ length: 60 }, (_, i) => (i % 2 ? -1 : 1) * 10 ** (-8 + (8 * i) / 60))]);
+      const [g, c] = await both([{ data: tiny, shape: [tiny.length], dtype: 'float32' }], (be, [v]) => be.unary('tanh', v!), 'float32', tiny.length);
+      expectClose(g, c, 1e-6, 0, 'tanh near zero');
+      expect(Object.is(g[0], -0), 'tanh(-0) is -0').toBe(true);
+    });
+
     it('unary int32 and bool ops', async () => {
       await fc.assert(fc.asyncProperty(fc.constantFrom('neg', 'abs', 'sign', 'not'), shapeArb(), seedArb, async (op, shape, seed) => {
         const x = op === 'not' ? bool(shape, seed) : i32(shape, seed);
