@@ -59,4 +59,45 @@ describe('wasm backend: 1 and 2 threads agree bit for bit', () => {
     expect(out[1]![0]).toEqual(out[0]![0]);
     expect(out[1]![1]).toEqual(out[0]![1]);
   });
+
+  it('sums and maxima over outer axes (kept in registers per block of columns) add in loop order on any thread count', async () => {
+    // [N, H, hd, A] · [N, H, hd, 1] summed over hd, as a decoding step's attention scores are;
+    // columns of a [rows, cols] matrix; a max over rows with NaNs. Each output element must be
+    // exactly the float32 sum of its terms in loop order, whichever block or thread it fell in.
+    const [N, H, hd, A] = [9, 3, 16, 103];
+    const q = T.uniform(T.key(3), [N, H, hd, 1], { backend: one });
+    const k = T.uniform(T.key(4), [N, H, hd, A], { backend: one });
+    const m = T.uniform(T.key(5), [1201, 70], { backend: one });
+    const [qd, kd, md] = [await q.data(), await k.data(), await m.data()];
+    md[70 * 600 + 3] = NaN;
+    const want = { scores: new Float32Array(N * H * A), cols: new Float32Array(70), max: new Float32Array(70) };
+    for (let r = 0; r < N * H; r++) {
+      for (let a = 0; a < A; a++) {
+        let acc = 0;
+        for (let t = 0; t < hd; t++) acc = Math.fround(acc + Math.fround(qd[r * hd + t]! * kd[(r * hd + t) * A + a]!));
+        want.scores[r * A + a] = acc;
+      }
+    }
+    for (let c = 0; c < 70; c++) {
+      let acc = 0;
+      let mx = -Infinity;
+      for (let r = 0; r < 1201; r++) {
+        acc = Math.fround(acc + md[r * 70 + c]!);
+        mx = Number.isNaN(mx) || Number.isNaN(md[r * 70 + c]!) ? NaN : Math.max(mx, md[r * 70 + c]!);
+      }
+      want.cols[c] = acc;
+      want.max[c] = mx;
+    }
+    for (const backend of [one, two]) {
+      const [qb, kb, mb] = [T.tensor(qd, { shape: [N, H, hd, 1], backend }), T.tensor(kd, { shape: [N, H, hd, A], backend }), T.tensor(md, { shape: [1201, 70], backend })];
+      const f = T.jit((x: T.Tensor, y: T.Tensor, z: T.Tensor) => [T.sum(T.mul(x, y), 2), T.sum(z, 0), T.max(z, 0)]);
+      const [scores, cols, max] = f(qb, kb, mb) as T.Tensor[];
+      expect(await bits(scores!), `scores, ${backend.threads} thread(s)`).toEqual(new Uint32Array(want.scores.buffer));
+      expect(await bits(cols!), `column sums, ${backend.threads} thread(s)`).toEqual(new Uint32Array(want.cols.buffer));
+      expect(await bits(max!), `column maxima, ${backend.threads} thread(s)`).toEqual(new Uint32Array(want.max.buffer));
+      T.treeDispose([qb, kb, mb, scores, cols, max]);
+      f.dispose();
+    }
+    T.treeDispose([q, k, m]);
+  });
 });

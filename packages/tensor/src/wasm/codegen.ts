@@ -142,6 +142,8 @@ class KernelEmitter {
   /** Nodes whose value does not change along the innermost loop. */
   private readonly invariant: boolean[];
   private readonly values: Local[] = [];
+  /** First of the reduced loop dims kept in registers (see emitBlocked), or -1. */
+  private readonly blockedFrom: number;
 
   constructor(private readonly f: FunctionBuilder, private readonly k: FusedKernel, private readonly plan: LoopPlan, private readonly powIndex: number) {
     this.r = plan.dims.length;
@@ -166,6 +168,23 @@ class KernelEmitter {
       const refs = this.refs(n);
       this.invariant[i] = n.kind === 'const' ? true : n.kind === 'input' ? plan.inStrides[n.input]![this.inner] === 0 : refs.every((j) => this.invariant[j]);
     });
+    this.blockedFrom = this.blockedStart();
+  }
+
+  /**
+   * Loop dims [kept…, reduced…, kept innermost] with sum/max/min outputs: the reduced dims just
+   * before the innermost one are run inside blocks of the innermost, each block's sums kept in
+   * registers (emitBlocked) instead of added into the output at every step. Returns the first
+   * of those reduced dims, or -1 when the kernel has another shape.
+   */
+  private blockedStart(): number {
+    const { plan, k } = this;
+    if (plan.reduced[this.inner] || !this.hasReduce) return -1;
+    if (k.outputs.some((o) => o.reduce === 'argmax' || o.reduce === 'argmin')) return -1;
+    let r0 = this.inner;
+    while (r0 > 0 && plan.reduced[r0 - 1]) r0--;
+    if (r0 === this.inner || plan.reduced.slice(0, r0).some(Boolean)) return -1;
+    return r0;
   }
 
   private refs(n: FusedNode): number[] {
@@ -189,7 +208,7 @@ class KernelEmitter {
     });
     const innerReduced = plan.reduced[this.inner]!;
     const outerReduced = plan.reduced.some((red, d) => red && d !== this.inner) || (!innerReduced && plan.reduced.some(Boolean));
-    if (this.hasReduce && outerReduced) this.emitInit();
+    if (this.hasReduce && outerReduced && this.blockedFrom < 0) this.emitInit();
     this.emitLevel(0);
   }
 
@@ -232,6 +251,10 @@ class KernelEmitter {
     const { f, plan } = this;
     if (d === this.inner) {
       this.emitInner();
+      return;
+    }
+    if (d === this.blockedFrom) {
+      this.emitBlocked();
       return;
     }
     const i = f.local('i32');
@@ -321,10 +344,91 @@ class KernelEmitter {
         } else {
           this.store(this.outs[oi]!, v, o.dtype, mode, rem);
         }
-      } else if (this.plan.reduced[this.inner]) {
+      } else if (this.plan.reduced[this.inner] || this.blockedFrom >= 0) {
         this.accumulate(accs.find((a) => a.output === oi)!, v, mode, rem, j);
       } else {
         this.accumulateInto(this.outs[oi]!, o.reduce, o.dtype, k.nodes[o.node]!.dtype, v, mode, rem);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ register-blocked reductions
+
+  /**
+   * From loop dim blockedFrom on: the innermost (kept) dim in blocks of 16 lanes (then of 4, then
+   * a masked tail); per block, accumulators in registers for the whole run of the reduced dims,
+   * one store per output vector at the end. Each output element still adds its terms in loop
+   * order from the identity, so results equal the column-sum form's.
+   */
+  private emitBlocked(): void {
+    const { f, plan } = this;
+    const d = this.inner;
+    const r0 = this.blockedFrom;
+    const isPar = d === plan.parallelDim;
+    const j = f.local('i32');
+    const hi = f.local('i32');
+    if (isPar) {
+      f.get(this.begin).set(j);
+      f.get(this.end).set(hi);
+    } else {
+      f.i32Const(0).set(j);
+      f.i32Const(plan.dims[d]!).set(hi);
+    }
+    const block = (vectors: number, mode: 'full' | 'tail', rem: Local | null) => {
+      // Each stream's pointer at this block's first lane, with the reduced dims at 0.
+      const start = this.streams().map((s) => {
+        const p = f.local('i32');
+        f.get(s.ptr[r0]!).get(j).i32Const(s.strides[d]! * s.bytes).i32Mul().i32Add().set(p);
+        return p;
+      });
+      const accs = Array.from({ length: vectors }, () => this.initAccumulators());
+      this.emitBlockedLevel(r0, start, vectors, mode, rem, j, accs);
+      this.k.outputs.forEach((o, oi) => {
+        if (!o.reduce) return;
+        const s = this.outs[oi]!;
+        const at = start[this.ins.length + oi]!;
+        for (let v = 0; v < vectors; v++) {
+          f.get(at).i32Const(v * 4 * s.bytes).i32Add().set(s.ptr[d + 1]!);
+          this.store(s, accs[v]!.find((a) => a.output === oi)!.value, o.dtype, mode, rem);
+        }
+      });
+    };
+    for (const vectors of [4, 1]) {
+      f.block(() => {
+        f.get(j).i32Const(4 * vectors).i32Add().get(hi).i32GtS().brIf(0);
+        f.loop(() => {
+          block(vectors, 'full', null);
+          f.get(j).i32Const(4 * vectors).i32Add().tee(j).i32Const(4 * vectors).i32Add().get(hi).i32LeS().brIf(0);
+        });
+      });
+    }
+    const rem = f.local('i32');
+    f.get(hi).get(j).i32Sub().tee(rem).i32Const(0).i32GtS();
+    f.if(() => block(1, 'tail', rem));
+  }
+
+  /** The reduced dims from `d` on, inside one block; at the innermost point, `vectors` bodies. */
+  private emitBlockedLevel(d: number, start: Local[], vectors: number, mode: 'full' | 'tail', rem: Local | null, j: Local, accs: Accumulator[][]): void {
+    const { f, plan } = this;
+    const streams = this.streams();
+    if (d === this.inner) {
+      streams.forEach((s) => f.get(s.ptr[d]!).set(s.ptr[d + 1]!));
+      this.k.nodes.forEach((_, i) => {
+        if (this.invariant[i]) this.values[i] = this.emitNode(i, 'full', null);
+      });
+      for (let v = 0; v < vectors; v++) {
+        this.emitBody(mode, rem, j, accs[v]!);
+        this.advance(4);
+      }
+      return;
+    }
+    const i = f.local('i32');
+    streams.forEach((s, si) => f.get(d === this.blockedFrom ? start[si]! : s.ptr[d]!).set(s.ptr[d + 1]!));
+    f.for(i, () => f.i32Const(0), () => f.i32Const(plan.dims[d]!), 1, () => {
+      this.emitBlockedLevel(d + 1, start, vectors, mode, rem, j, accs);
+      for (const s of streams) {
+        const step = s.strides[d]! * s.bytes;
+        if (step !== 0) f.get(s.ptr[d + 1]!).i32Const(step).i32Add().set(s.ptr[d + 1]!);
       }
     });
   }
