@@ -80,6 +80,7 @@ export class WasmBackend implements Backend {
   private readonly gemm: KernelFunction;
   private readonly gemmBatched: KernelFunction;
   private readonly gemv: KernelFunction;
+  private readonly scatterAddF32: (...args: number[]) => void;
   /** Packing scratch per thread. */
   private readonly scratch: { packA: number; packB: number; tile: number }[] = [];
   private readonly registered = new WeakMap<WebAssembly.Module, KernelFunction>();
@@ -101,6 +102,7 @@ export class WasmBackend implements Backend {
     this.gemm = this.kernelFunction(module, 'gemm', inst.exports['gemm'] as (...args: number[]) => void);
     this.gemv = this.kernelFunction(module, 'gemv', inst.exports['gemv'] as (...args: number[]) => void);
     this.gemmBatched = this.kernelFunction(module, 'gemmBatched', inst.exports['gemmBatched'] as (...args: number[]) => void);
+    this.scatterAddF32 = inst.exports['scatterAddF32'] as (...args: number[]) => void;
     const sc = gemmScratch(DEFAULT_GEMM);
     for (let t = 0; t < this.threads; t++) {
       this.scratch.push({ packA: this.heap.reserve(sc.packA * 4), packB: this.heap.reserve(sc.packB * 4), tile: this.heap.reserve(sc.tile * 4) });
@@ -449,23 +451,14 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  /** Indices as numbers, each checked against the axis size before anything is allocated. */
-  private checkedIndices(op: string, indices: BufferView, d: number): Int32Array {
-    const idx = this.data(indices, op) as Int32Array;
-    for (let j = 0; j < idx.length; j++) {
-      const i = idx[j]!;
-      if (i < 0 || i >= d) throw new Error(`${op}: index ${i} out of range [0, ${d})`);
-    }
-    return idx.slice();
-  }
-
   gather(x: BufferView, indices: BufferView, axis: number): BackendBuffer {
     if (indices.dtype !== 'int32') throw new Error(`gather: indices must be int32, got ${indices.dtype}`);
     const shape = x.shape;
     const outer = sizeOf(shape.slice(0, axis));
     const d = shape[axis]!;
     const inner = sizeOf(shape.slice(axis + 1));
-    const idx = this.checkedIndices('gather', indices, d);
+    // A copy: the allocation below may grow the memory under a view of it.
+    const idx = checkIndices('gather', this.data(indices, 'gather') as Int32Array, d).slice();
     const n = outer * idx.length * inner;
     const out = this.alloc(n, x.dtype);
     // Rows are moved within the one memory (memmove), views taken after the allocation.
@@ -495,24 +488,32 @@ export class WasmBackend implements Backend {
     const outer = sizeOf(outShape.slice(0, axis));
     const d = outShape[axis]!;
     const inner = sizeOf(outShape.slice(axis + 1));
-    const idx = this.checkedIndices('scatterAdd', indices, d);
+    const nIdx = sizeOf(indices.shape);
+    checkIndices('scatterAdd', this.data(indices, 'scatterAdd') as Int32Array, d);
     const n = outer * d * inner;
-    const u = this.data(updates, 'scatterAdd');
-    if (u.length !== outer * idx.length * inner) {
-      throw new Error(`scatterAdd: updates [${updates.shape.join(',')}] do not match [${outShape.join(',')}] with ${idx.length} indices on axis ${axis}`);
+    if (sizeOf(updates.shape) !== outer * nIdx * inner) {
+      throw new Error(`scatterAdd: updates [${updates.shape.join(',')}] do not match [${outShape.join(',')}] with ${nIdx} indices on axis ${axis}`);
     }
-    // Sequential accumulation in index order (deterministic), in doubles so repeated float32
-    // updates round once, as the CPU backend does.
+    if (updates.dtype === 'float32') {
+      // Sequential accumulation in index order (deterministic), in doubles so repeated float32
+      // updates round once, as the CPU backend does.
+      const acc = this.heap.alloc(n * 8 + 16);
+      const out = this.alloc(n, 'float32');
+      this.scatterAddF32(acc.ptr, this.own(updates.buf, 'scatterAdd').ptr, this.own(indices.buf, 'scatterAdd').ptr, outer, d, nIdx, inner, out.ptr);
+      this.heap.free(acc);
+      return out;
+    }
+    const idx = (this.data(indices, 'scatterAdd') as Int32Array).slice();
+    const u = this.data(updates, 'scatterAdd');
     let acc: Int32Array | Float64Array;
     if (updates.dtype === 'int32') {
       acc = scatterRows(new Int32Array(n), u as Int32Array, idx, outer, d, inner);
     } else {
-      // The double accumulator is kept between calls: scatter-adds of activations' gradients
-      // come every training step, and a fresh megabyte array each time costs more than the adds.
+      // float64: the double accumulator is kept between calls.
       if (this.scatterScratch.length < n) this.scatterScratch = new Float64Array(n);
       acc = this.scatterScratch.subarray(0, n);
       acc.fill(0);
-      scatterRows(acc, u as Float32Array | Float64Array, idx, outer, d, inner);
+      scatterRows(acc, u as Float64Array, idx, outer, d, inner);
     }
     const out = this.alloc(n, updates.dtype);
     this.view(out, updates.dtype, n).set(acc as never);
@@ -561,6 +562,15 @@ export class WasmBackend implements Backend {
     copyStrided(update.shape, this.data(update, 'dynamicUpdateSlice'), 0, stridesOf(update.shape), this.view(out, x.dtype, n), start * os[axis]!, os);
     return out;
   }
+}
+
+/** Each index checked against the axis size, before anything is allocated or written. */
+function checkIndices(op: string, idx: Int32Array, d: number): Int32Array {
+  for (let j = 0; j < idx.length; j++) {
+    const i = idx[j]!;
+    if (i < 0 || i >= d) throw new Error(`${op}: index ${i} out of range [0, ${d})`);
+  }
+  return idx;
 }
 
 /** acc[a, idx[j], :] += u[a, j, :] in index order; one monomorphic loop per array type. */

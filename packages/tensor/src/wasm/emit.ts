@@ -161,6 +161,8 @@ export class FunctionBuilder {
   v128Store(offset = 0, align: number = ALIGN.v128): this { return this.simdMem(0x0b, align, offset); }
   /** Loads 4 bytes, zero-extending to the low lane (i32x4 [b, 0, 0, 0] style). */
   v128Load32Zero(offset = 0): this { return this.simdMem(0x5c, 2, offset); }
+  /** Loads 8 bytes into the low half, zeroing the high half. */
+  v128Load64Zero(offset = 0): this { return this.simdMem(0x5d, 3, offset); }
 
   // --- Constants
   i32Const(v: number): this { this.op(0x41); sleb(v | 0, this.code); return this; }
@@ -310,6 +312,11 @@ export class FunctionBuilder {
   f32x4Neg(): this { return this.simd(0xe1); }
   f32x4Sqrt(): this { return this.simd(0xe3); }
   f32x4Add(): this { return this.simd(0xe4); }
+  f64x2Add(): this { return this.simd(0xf0); }
+  /** The two float32 of the low half, widened. */
+  f64x2PromoteLowF32x4(): this { return this.simd(0x5f); }
+  /** Two float64 narrowed into the low half, the high half zero. */
+  f32x4DemoteF64x2Zero(): this { return this.simd(0x5e); }
   f32x4Sub(): this { return this.simd(0xe5); }
   f32x4Mul(): this { return this.simd(0xe6); }
   f32x4Div(): this { return this.simd(0xe7); }
