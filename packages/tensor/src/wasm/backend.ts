@@ -23,12 +23,12 @@ import { fusedOutputSize, type FusedKernel, type FusedNode } from '../fused.js';
 import { runFusedReference } from '../fused-reference.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { bitsToUnitFloat, fillUniformFloat32, threefry2x32 } from '../threefry.js';
-import { MAX_PAGES, WasmBuffer, WasmHeap, type HeapStats } from './heap.js';
+import { MAX_PAGES, RESERVED_BYTES, WasmBuffer, WasmHeap, type HeapStats } from './heap.js';
 import { KernelCache } from './kernels.js';
 import { DEFAULT_GEMM, gemmScratch } from './matmul.js';
 import { relaxedProbeBytes, type StaticVariant } from './static-module.js';
 import { STATIC_KERNELS } from './static-kernels.generated.js';
-import { ThreadPool, workerThreadsSync, type KernelFunction } from './threads.js';
+import { CONTROL_BYTES, MAX_CHUNKS, ThreadPool, workerThreadsSync, type KernelFunction } from './threads.js';
 
 const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1, float64: 8 };
 const ARITH = new Set<string>(['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum']);
@@ -48,6 +48,11 @@ export interface WasmBackendOptions {
 const PARALLEL_MIN_POINTS = 32768;
 /** Multiply-adds below which a matmul runs on one thread. */
 const PARALLEL_MIN_MACS = 1 << 18;
+/**
+ * Chunks per thread a split call is cut into: threads claim them as they come free, so a
+ * worker that starts late or is descheduled for a while costs a chunk, not half the call.
+ */
+const CHUNKS_PER_THREAD = 3;
 
 function defaultThreads(): number {
   const env = typeof process !== 'undefined' ? process.env?.['SOFTGRAD_THREADS'] : undefined;
@@ -81,7 +86,7 @@ export class WasmBackend implements Backend {
   private readonly gemmBatched: KernelFunction;
   private readonly gemv: KernelFunction;
   private readonly scatterAddF32: (...args: number[]) => void;
-  /** Packing scratch per thread. */
+  /** Packing scratch per chunk of a split call. */
   private readonly scratch: { packA: number; packB: number; tile: number }[] = [];
   private readonly registered = new WeakMap<WebAssembly.Module, KernelFunction>();
 
@@ -91,6 +96,7 @@ export class WasmBackend implements Backend {
     const wt = wanted > 1 ? workerThreadsSync() : undefined;
     const shared = wt !== undefined && typeof SharedArrayBuffer !== 'undefined';
     this.heap = new WasmHeap(shared, options.initialPages ?? 64);
+    if (CONTROL_BYTES > RESERVED_BYTES) throw new Error('internal: the thread pool\'s control area does not fit the reserved bytes');
     this.pool = shared ? ThreadPool.create(wt, this.heap.memory, wanted, 0) : null;
     this.threads = this.pool?.threads ?? 1;
     const memoryImport = { module: 'env', name: 'memory', initial: 1, maximum: MAX_PAGES, shared: this.heap.shared };
@@ -103,8 +109,9 @@ export class WasmBackend implements Backend {
     this.gemv = this.kernelFunction(module, 'gemv', inst.exports['gemv'] as (...args: number[]) => void);
     this.gemmBatched = this.kernelFunction(module, 'gemmBatched', inst.exports['gemmBatched'] as (...args: number[]) => void);
     this.scatterAddF32 = inst.exports['scatterAddF32'] as (...args: number[]) => void;
+    // Packing scratch per chunk (any thread may run any chunk of a call).
     const sc = gemmScratch(DEFAULT_GEMM);
-    for (let t = 0; t < this.threads; t++) {
+    for (let t = 0; t < (this.pool ? this.chunkCount(Infinity) : 1); t++) {
       this.scratch.push({ packA: this.heap.reserve(sc.packA * 4), packB: this.heap.reserve(sc.packB * 4), tile: this.heap.reserve(sc.tile * 4) });
     }
   }
@@ -113,14 +120,19 @@ export class WasmBackend implements Backend {
     return this.pool ? this.pool.register(module, name, fn) : { id: -1, module, name, fn };
   }
 
+  /** Chunks for a call worth splitting: a few per thread, at most MAX_CHUNKS and at most `units`. */
+  private chunkCount(units: number): number {
+    return Math.max(1, Math.min(units, this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS));
+  }
+
   /** Runs `k` over [0, extent) of its last two arguments, split across threads when worth it. */
   private runSplit(k: KernelFunction, head: readonly number[], extent: number, work: number, align: number): void {
-    const T = this.pool && extent >= 2 && work >= PARALLEL_MIN_POINTS ? Math.min(this.threads, extent) : 1;
-    if (T === 1) {
+    const C = this.pool && extent >= 2 && work >= PARALLEL_MIN_POINTS ? this.chunkCount(Math.ceil(extent / align)) : 1;
+    if (C === 1) {
       k.fn(...head, 0, extent);
       return;
     }
-    const chunk = Math.ceil(extent / T / align) * align;
+    const chunk = Math.ceil(extent / C / align) * align;
     const args: number[][] = [];
     for (let b = 0; b < extent; b += chunk) args.push([...head, b, Math.min(extent, b + chunk)]);
     this.pool!.run(k, args);
@@ -346,8 +358,8 @@ export class WasmBackend implements Backend {
     }
     const table = this.heap.alloc(items.length * 4);
     this.view(table, 'int32', items.length).set(items);
-    const T = nBatch * M * N * K >= PARALLEL_MIN_MACS ? Math.min(this.threads, nBatch) : 1;
-    const chunk = Math.ceil(nBatch / T);
+    const C = nBatch * M * N * K >= PARALLEL_MIN_MACS ? this.chunkCount(nBatch) : 1;
+    const chunk = Math.ceil(nBatch / C);
     const args: number[][] = [];
     for (let i0 = 0, t = 0; i0 < nBatch; i0 += chunk, t++) {
       const s = this.scratch[t]!;
@@ -373,25 +385,25 @@ export class WasmBackend implements Backend {
     }
     const nr = DEFAULT_GEMM.nv * 4;
     const mr = DEFAULT_GEMM.mr;
-    const T = this.pool && macs >= PARALLEL_MIN_MACS ? this.threads : 1;
     const call = (t: number, m0: number, m1: number, n0: number, n1: number): number[] => {
       const s = this.scratch[t]!;
       return [M, N, K, a, ars, acs, b, brs, bcs, c, N, s.packA, s.packB, s.tile, m0, m1, n0, n1];
     };
-    if (T === 1) {
+    if (!this.pool || macs < PARALLEL_MIN_MACS) {
       this.gemm.fn(...call(0, 0, M, 0, N));
       return;
     }
     // Split the wider of N and M into panel-aligned ranges; each C element is summed in one order.
     const args: number[][] = [];
-    if (N / nr >= M / mr) {
-      const chunk = Math.ceil(N / T / nr) * nr;
-      for (let n0 = 0, t = 0; n0 < N; n0 += chunk, t++) args.push(call(t, 0, M, n0, Math.min(N, n0 + chunk)));
-    } else {
-      const chunk = Math.ceil(M / T / mr) * mr;
-      for (let m0 = 0, t = 0; m0 < M; m0 += chunk, t++) args.push(call(t, m0, Math.min(M, m0 + chunk), 0, N));
+    const byColumns = N / nr >= M / mr;
+    const panel = byColumns ? nr : mr;
+    const extent = byColumns ? N : M;
+    const chunk = Math.ceil(extent / this.chunkCount(Math.ceil(extent / panel)) / panel) * panel;
+    for (let x0 = 0, t = 0; x0 < extent; x0 += chunk, t++) {
+      const x1 = Math.min(extent, x0 + chunk);
+      args.push(byColumns ? call(t, 0, M, x0, x1) : call(t, x0, x1, 0, N));
     }
-    this.pool!.run(this.gemm, args);
+    this.pool.run(this.gemm, args);
   }
 
   // ------------------------------------------------------------------ movement

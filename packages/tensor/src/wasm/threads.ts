@@ -3,22 +3,40 @@
  * shared memory, so a kernel call can be split into ranges that the calling thread and the
  * workers compute together, synchronously.
  *
- * Hand-off is through a control block of 32-bit words in the shared memory (one slot per
- * worker: a job counter, a done counter, the function id and its arguments) with
- * Atomics.notify/wait (bounded, see CALLER_WAIT_MS), after a short spin because kernels come in quick succession. Compiled
- * modules reach a worker over a MessagePort; a worker that wakes to a function it has not
- * instantiated yet takes the pending messages synchronously (receiveMessageOnPort), so no
+ * A call is a list of chunks (argument lists, each computing its own range of the outputs). The
+ * chunks go into a job table in the shared memory and every thread — the caller and the workers
+ * it woke — claims the next unclaimed one (compare-and-swap on one word) until none is left;
+ * the caller returns when all are done. Which thread runs a chunk never changes what it
+ * computes, so results are the same on any thread count, but a worker that wakes late or is
+ * descheduled no longer holds the caller up: on a 2-core machine the caller used to wait about
+ * 1 ms, some 30 times per RL step, for a worker that had not yet started its half.
+ *
+ * Waking is through one control slot per worker (a job counter) with Atomics.notify/wait
+ * (bounded, see CALLER_WAIT_MS), after a short spin because kernels come in quick succession.
+ * Compiled modules reach a worker over a MessagePort; a worker that wakes to a function it has
+ * not instantiated yet takes the pending messages synchronously (receiveMessageOnPort), so no
  * call ever waits for an event loop. Workers are unref'd: they never keep a process alive.
  */
 
 export const SLOT_WORDS = 32;
 export const MAX_ARGS = 24;
+/** Chunks one call may have (the claim word holds the index and count in 6 bits each). */
+export const MAX_CHUNKS = 63;
+/** Slot words: the job the worker is woken for, and -1 in FN to stop. */
 const SEQ = 0;
-const DONE = 1;
 const FN = 2;
-const NARGS = 3;
-const ARGS = 4;
-const ERROR = 28;
+/** Job table words: the job's number, its claim word (tag·4096 + chunks·64 + next), chunks done, function id, arguments per chunk, an error flag, then the arguments chunk by chunk. */
+const J_SEQ = 0;
+const J_CLAIM = 1;
+const J_DONE = 2;
+const J_FN = 3;
+const J_NARGS = 4;
+const J_ERROR = 5;
+const J_ARGS = 8;
+const JOB_WORDS = J_ARGS + MAX_CHUNKS * MAX_ARGS;
+/** Bytes of the reserved control area the pool uses, from its base: 8 worker slots, then the job table. */
+export const CONTROL_BYTES = 8 * SLOT_WORDS * 4 + JOB_WORDS * 4;
+const TAG_MASK = 0x7ffff;
 /**
  * Waits are bounded: on Node 20 a notify is occasionally not seen by the thread waiting on
  * the same word (measured: about one hand-off in 100,000 then slept to its timeout), so a
@@ -37,8 +55,9 @@ const WORKER_SPIN_MS = 2;
 /** The worker's program, run with `eval`: it must stand alone (plain JS, no imports of ours). */
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { memory, slot, port, spin } = workerData;
+const { memory, slot, job, port, spin } = workerData;
 const ctrl = new Int32Array(memory.buffer, slot, ${SLOT_WORDS});
+const J = new Int32Array(memory.buffer, job, ${JOB_WORDS});
 const imports = { env: { memory }, m: { pow: Math.pow } };
 const fns = [];
 const drain = () => {
@@ -57,16 +76,28 @@ for (;;) {
     if ((++spins & 1023) === 0 && performance.now() - idleFrom > spin) Atomics.wait(ctrl, ${SEQ}, seen, ${WORKER_WAIT_MS});
   }
   seen = Atomics.load(ctrl, ${SEQ});
-  const id = ctrl[${FN}];
-  if (id < 0) break;
-  let fn = fns[id];
-  if (fn === undefined) { drain(); fn = fns[id]; }
-  const n = ctrl[${NARGS}];
-  const args = new Array(n);
-  for (let i = 0; i < n; i++) args[i] = ctrl[${ARGS} + i];
-  try { fn(...args); ctrl[${ERROR}] = 0; } catch (e) { ctrl[${ERROR}] = 1; }
-  Atomics.store(ctrl, ${DONE}, seen);
-  Atomics.notify(ctrl, ${DONE});
+  if (ctrl[${FN}] < 0) break;
+  const tag = seen & ${TAG_MASK};
+  for (;;) {
+    // Only the job this worker was woken for, while it still has unclaimed chunks.
+    if (Atomics.load(J, ${J_SEQ}) !== seen) break;
+    const c = Atomics.load(J, ${J_CLAIM});
+    if ((c >>> 12) !== tag) break;
+    const i = c & 63;
+    if (i >= ((c >>> 6) & 63)) break;
+    if (Atomics.compareExchange(J, ${J_CLAIM}, c, c + 1) !== c) continue;
+    // Claimed: the job cannot finish before this chunk, so its table stays as it is.
+    const id = J[${J_FN}];
+    let fn = fns[id];
+    if (fn === undefined) { drain(); fn = fns[id]; }
+    const n = J[${J_NARGS}];
+    const args = new Array(n);
+    const at = ${J_ARGS} + i * ${MAX_ARGS};
+    for (let a = 0; a < n; a++) args[a] = J[at + a];
+    try { fn(...args); } catch (e) { Atomics.store(J, ${J_ERROR}, 1); }
+    Atomics.add(J, ${J_DONE}, 1);
+    Atomics.notify(J, ${J_DONE});
+  }
 }
 `;
 
@@ -74,7 +105,6 @@ interface WorkerHandle {
   worker: { unref(): void; terminate(): Promise<number> };
   port: { postMessage(m: unknown): void; close(): void };
   ctrl: Int32Array;
-  seq: number;
   known: Set<number>;
 }
 
@@ -112,13 +142,19 @@ export async function workerThreadsAsync(): Promise<WorkerThreads | undefined> {
 export class ThreadPool {
   private readonly workers: WorkerHandle[] = [];
   private nextId = 0;
+  private seq = 0;
+  private readonly job: Int32Array;
 
-  private constructor(readonly memory: WebAssembly.Memory) {}
+  private constructor(readonly memory: WebAssembly.Memory, controlBase: number) {
+    this.job = new Int32Array(memory.buffer, controlBase + 8 * SLOT_WORDS * 4, JOB_WORDS);
+    this.job.fill(0);
+  }
 
   /** A pool with `threads − 1` workers (the caller is the first thread); null when threads cannot run here. */
   static create(wt: WorkerThreads | undefined, memory: WebAssembly.Memory, threads: number, controlBase: number): ThreadPool | null {
     if (threads <= 1 || !wt || typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) return null;
-    const pool = new ThreadPool(memory);
+    if (threads > 9) throw new Error(`wasm threads: at most 9 threads, got ${threads}`);
+    const pool = new ThreadPool(memory, controlBase);
     for (let w = 0; w < threads - 1; w++) {
       const slot = controlBase + w * SLOT_WORDS * 4;
       const ctrl = new Int32Array(memory.buffer, slot, SLOT_WORDS);
@@ -126,12 +162,12 @@ export class ThreadPool {
       const { port1, port2 } = new wt.MessageChannel();
       const worker = new wt.Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { memory, slot, port: port2, spin: WORKER_SPIN_MS },
+        workerData: { memory, slot, job: pool.job.byteOffset, port: port2, spin: WORKER_SPIN_MS },
         transferList: [port2],
       });
       worker.unref();
       port1.unref();
-      pool.workers.push({ worker, port: port1, ctrl, seq: 0, known: new Set() });
+      pool.workers.push({ worker, port: port1, ctrl, known: new Set() });
     }
     return pool;
   }
@@ -145,53 +181,70 @@ export class ThreadPool {
   }
 
   /**
-   * Runs `k` with argsPerThread[0] on this thread and argsPerThread[t] on worker t−1 (at most
-   * `threads` entries), returning when all are done.
+   * Runs `k` once with each argument list of `chunks` (at most MAX_CHUNKS, all the same
+   * length), on this thread and on up to chunks − 1 workers, each thread taking the next
+   * unclaimed chunk; returns when all are done.
    */
-  run(k: KernelFunction, argsPerThread: readonly (readonly number[])[]): void {
-    const n = argsPerThread.length;
-    for (let t = 1; t < n; t++) {
-      const w = this.workers[t - 1]!;
-      if (!w.known.has(k.id)) {
-        w.port.postMessage({ id: k.id, module: k.module, name: k.name });
-        w.known.add(k.id);
+  run(k: KernelFunction, chunks: readonly (readonly number[])[]): void {
+    const n = chunks.length;
+    const helpers = Math.min(this.workers.length, n - 1);
+    if (helpers <= 0) {
+      for (const args of chunks) k.fn(...args);
+      return;
+    }
+    if (n > MAX_CHUNKS) throw new Error(`wasm threads: ${n} chunks, at most ${MAX_CHUNKS}`);
+    const J = this.job;
+    const nargs = chunks[0]!.length;
+    if (nargs > MAX_ARGS) throw new Error(`wasm threads: ${nargs} arguments, at most ${MAX_ARGS}`);
+    chunks.forEach((args, i) => {
+      if (args.length !== nargs) throw new Error('wasm threads: chunks must have the same number of arguments');
+      J.set(args, J_ARGS + i * MAX_ARGS);
+    });
+    const seq = (this.seq = (this.seq + 1) | 0) === 0 ? (this.seq = 1) : this.seq;
+    J[J_FN] = k.id;
+    J[J_NARGS] = nargs;
+    J[J_DONE] = 0;
+    J[J_ERROR] = 0;
+    Atomics.store(J, J_SEQ, seq);
+    Atomics.store(J, J_CLAIM, ((seq & TAG_MASK) << 12) | (n << 6));
+    for (let w = 0; w < helpers; w++) {
+      const h = this.workers[w]!;
+      if (!h.known.has(k.id)) {
+        h.port.postMessage({ id: k.id, module: k.module, name: k.name });
+        h.known.add(k.id);
       }
-      const args = argsPerThread[t]!;
-      if (args.length > MAX_ARGS) throw new Error(`wasm threads: ${args.length} arguments, at most ${MAX_ARGS}`);
-      w.ctrl[FN] = k.id;
-      w.ctrl[NARGS] = args.length;
-      for (let i = 0; i < args.length; i++) w.ctrl[ARGS + i] = args[i]!;
-      w.seq++;
-      Atomics.store(w.ctrl, SEQ, w.seq);
-      Atomics.notify(w.ctrl, SEQ);
+      h.ctrl[FN] = 0;
+      Atomics.store(h.ctrl, SEQ, seq);
+      Atomics.notify(h.ctrl, SEQ);
     }
     let error: unknown;
-    try {
-      k.fn(...argsPerThread[0]!);
-    } catch (e) {
-      error = e;
-    }
-    let failed = false;
-    for (let t = 1; t < n; t++) {
-      const w = this.workers[t - 1]!;
-      let spins = 0;
-      while (Atomics.load(w.ctrl, DONE) !== w.seq) {
-        if (++spins > 2000) {
-          Atomics.wait(w.ctrl, DONE, Atomics.load(w.ctrl, DONE), CALLER_WAIT_MS);
-          spins = 0;
-        }
+    for (;;) {
+      const c = Atomics.load(J, J_CLAIM);
+      const i = c & 63;
+      if (i >= n) break;
+      if (Atomics.compareExchange(J, J_CLAIM, c, c + 1) !== c) continue;
+      try {
+        k.fn(...chunks[i]!);
+      } catch (e) {
+        error ??= e;
       }
-      if (w.ctrl[ERROR]) failed = true;
+      Atomics.add(J, J_DONE, 1);
+    }
+    let spins = 0;
+    while (Atomics.load(J, J_DONE) !== n) {
+      if (++spins > 2000) {
+        Atomics.wait(J, J_DONE, Atomics.load(J, J_DONE), CALLER_WAIT_MS);
+        spins = 0;
+      }
     }
     if (error) throw error;
-    if (failed) throw new Error('wasm threads: a kernel failed on a worker thread (out-of-bounds memory access?)');
+    if (J[J_ERROR]) throw new Error('wasm threads: a kernel failed on a worker thread (out-of-bounds memory access?)');
   }
 
   destroy(): void {
     for (const w of this.workers) {
       w.ctrl[FN] = -1;
-      w.seq++;
-      Atomics.store(w.ctrl, SEQ, w.seq);
+      Atomics.store(w.ctrl, SEQ, Atomics.load(w.ctrl, SEQ) + 1);
       Atomics.notify(w.ctrl, SEQ);
       w.port.close();
       void w.worker.terminate();
