@@ -416,13 +416,25 @@ export class WasmBackend implements Backend {
     return out;
   }
 
+  /**
+   * Copy kernels by layout: a jitted program's slices and transposes run the same few every
+   * call, and a kernel object seen before skips planning and keying (KernelCache.get).
+   */
+  private readonly copyKernels = new Map<string, FusedKernel>();
+
   /** out (contiguous, `shape`) = x read at offset + Σ index·strides: a copy kernel from the code generator. */
   private gatherCopy(x: BufferView, shape: Shape, offset: number, strides: number[]): BackendBuffer {
     if (x.dtype === 'float64') return this.copy(x, sizeOf(shape), shape, offset, strides, 0, stridesOf(shape));
-    const kernel: FusedKernel = {
-      shape: [...shape], reduceAxes: [], inputs: [{ dtype: x.dtype, offset, strides }],
-      nodes: [{ kind: 'input', input: 0, dtype: x.dtype }], outputs: [{ node: 0, dtype: x.dtype }],
-    };
+    const key = `${x.dtype}|${shape.join(',')}|${offset}|${strides.join(',')}`;
+    let kernel = this.copyKernels.get(key);
+    if (!kernel) {
+      kernel = {
+        shape: [...shape], reduceAxes: [], inputs: [{ dtype: x.dtype, offset, strides }],
+        nodes: [{ kind: 'input', input: 0, dtype: x.dtype }], outputs: [{ node: 0, dtype: x.dtype }],
+      };
+      if (this.copyKernels.size >= 4096) this.copyKernels.clear();
+      this.copyKernels.set(key, kernel);
+    }
     return this.runFused(kernel, [x.buf])[0]!;
   }
 
