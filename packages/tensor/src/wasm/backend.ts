@@ -398,7 +398,9 @@ export class WasmBackend implements Backend {
     const byColumns = N / nr >= M / mr;
     const panel = byColumns ? nr : mr;
     const extent = byColumns ? N : M;
-    const chunk = Math.ceil(extent / this.chunkCount(Math.ceil(extent / panel)) / panel) * panel;
+    // One range per thread: each range packs all of the other operand, so finer ranges would
+    // repeat that packing (a weight gradient's [K = tokens, N] panel is most of a megabyte).
+    const chunk = Math.ceil(extent / Math.min(this.threads, Math.ceil(extent / panel)) / panel) * panel;
     for (let x0 = 0, t = 0; x0 < extent; x0 += chunk, t++) {
       const x1 = Math.min(extent, x0 + chunk);
       args.push(byColumns ? call(t, 0, M, x0, x1) : call(t, x0, x1, 0, N));
