@@ -87,6 +87,7 @@ export function validateFusedKernel(k: FusedKernel): void {
   for (const a of k.reduceAxes) if (!Number.isInteger(a) || a < 0 || a >= r) fail(`reduce axis ${a} out of range`);
   k.inputs.forEach((inp, i) => {
     if (inp.strides.length !== r) fail(`input ${i} has ${inp.strides.length} strides for rank ${r}`);
+    if (inp.strides.some((st) => !(st >= 0))) fail(`input ${i} has a negative stride (${inp.strides.join(', ')})`);
   });
   k.nodes.forEach((n, i) => {
     const refs = n.kind === 'input' || n.kind === 'const' ? [] : n.kind === 'where' ? [n.cond, n.a, n.b] : n.kind === 'binary' ? [n.a, n.b] : [n.a];

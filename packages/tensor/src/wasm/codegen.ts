@@ -142,6 +142,8 @@ class KernelEmitter {
   /** Nodes whose value does not change along the innermost loop. */
   private readonly invariant: boolean[];
   private readonly values: Local[] = [];
+  /** Lanes past the innermost pointer that loads and stores address (memarg offsets), for unrolled bodies. */
+  private laneBase = 0;
   /** First of the reduced loop dims kept in registers (see emitBlocked), or -1. */
   private readonly blockedFrom: number;
 
@@ -416,10 +418,12 @@ class KernelEmitter {
       this.k.nodes.forEach((_, i) => {
         if (this.invariant[i]) this.values[i] = this.emitNode(i, 'full', null);
       });
+      // Vector v addresses its lanes through memarg offsets (strides are never negative).
       for (let v = 0; v < vectors; v++) {
+        this.laneBase = 4 * v;
         this.emitBody(mode, rem, j, accs[v]!);
-        this.advance(4);
       }
+      this.laneBase = 0;
       return;
     }
     const i = f.local('i32');
@@ -441,6 +445,7 @@ class KernelEmitter {
     const dtype = k.inputs[inputIndex]!.dtype;
     const stride = s.strides[this.inner]!;
     const p = s.ptr[this.inner + 1]!;
+    const base = this.laneBase * stride * BYTES[dtype];
     const out = f.local('v128');
     if (stride === 0) {
       if (dtype === 'float32') f.get(p).f32Load().f32x4Splat();
@@ -450,11 +455,11 @@ class KernelEmitter {
       return out;
     }
     if (stride === 1 && dtype !== 'bool') {
-      f.get(p).v128Load(0, 0).set(out);
+      f.get(p).v128Load(base, 0).set(out);
       return out;
     }
     if (stride === 1 && dtype === 'bool') {
-      f.get(p).v128Load32Zero().simdOp(0x89).simdOp(0xa9);
+      f.get(p).v128Load32Zero(base).simdOp(0x89).simdOp(0xa9);
       f.i32Const(0).i32x4Splat().i32x4Ne().set(out);
       return out;
     }
@@ -462,7 +467,7 @@ class KernelEmitter {
     f.i32Const(0).i32x4Splat().set(out);
     for (let l = 0; l < 4; l++) {
       const lane = () => {
-        const off = l * stride * BYTES[dtype];
+        const off = base + l * stride * BYTES[dtype];
         f.get(out);
         if (dtype === 'float32') f.get(p).f32Load(off).f32x4ReplaceLane(l);
         else if (dtype === 'int32') f.get(p).i32Load(off).i32x4ReplaceLane(l);
@@ -483,13 +488,14 @@ class KernelEmitter {
     const { f } = this;
     const p = s.ptr[this.inner + 1]!;
     const stride = s.strides[this.inner]!;
+    const base = this.laneBase * stride * BYTES[dtype];
     if (mode === 'full' && stride === 1 && dtype !== 'bool') {
-      f.get(p).get(v).v128Store(0, 0);
+      f.get(p).get(v).v128Store(base, 0);
       return;
     }
     for (let l = 0; l < 4; l++) {
       const lane = () => {
-        const off = l * stride * BYTES[dtype];
+        const off = base + l * stride * BYTES[dtype];
         f.get(p).get(v).i32x4ExtractLane(l);
         if (dtype === 'bool') f.i32Const(1).i32And().i32Store8(off);
         else f.i32Store(off);
