@@ -68,15 +68,25 @@ export interface PackedRollouts {
   /** Next position's hard token and weight (1 when it was a generated hard token), [T] int32 / [T]. */
   hardTarget: T.Tensor;
   hardWeight: T.Tensor;
-  /** Next position's soft-input slot and weight (1 when it was a generated soft step). */
+  /**
+   * The soft steps alone, [S] each (S: their count rounded up to a bucket; [1] for hard
+   * batches): the packed position whose logits predicted the step (its mixture p·E is
+   * recomputed only there), the step's slot in the soft inputs, its weight (0 for fill) and
+   * its rollout (rows for fill).
+   */
+  softAt: T.Tensor;
   softTarget: T.Tensor;
   softWeight: T.Tensor;
+  softRow: T.Tensor;
   /** The rollout each token belongs to (rows for the bucket's fill tokens), [T] int32. */
   rowOf: T.Tensor;
   /** Rollouts scored, and whether any position is soft (static: part of a jit signature). */
   rows: number;
   soft: boolean;
 }
+
+/** Soft steps are scored in a count rounded up to a multiple of this. */
+const SOFT_STEP_BUCKET = 128;
 
 /** How rollouts are packed: token and width buckets, attention groups (see packLayout). */
 export type PackOptions = PackLayoutOptions;
@@ -127,8 +137,14 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const invTau = new Float64Array(Tn).fill(1);
   const hardTarget = new Int32Array(Tn);
   const hardWeight = new Float64Array(Tn);
-  const softTarget = new Int32Array(Tn);
-  const softWeight = new Float64Array(Tn);
+  const softSteps = soft ? rollouts.reduce((a, r) => a + r.cotTokens.length, 0) : 0;
+  // Rounded up like the token count, so the soft steps add no dimension of their own to a jit signature's churn.
+  const S = soft ? Math.max(1, Math.ceil(softSteps / SOFT_STEP_BUCKET) * SOFT_STEP_BUCKET) : 1;
+  const softAt = new Int32Array(S);
+  const softTarget = new Int32Array(S);
+  const softWeight = new Float64Array(S);
+  const softRow = new Int32Array(S).fill(R);
+  let nSoft = 0;
   // Tokens that score nothing (prompt, prefill, fill) stay on the dropped row R.
   const rowOf = new Int32Array(Tn).fill(R);
   rollouts.forEach((ro, r) => {
@@ -149,8 +165,10 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
       if (soft) {
         isSoft[here] = 1;
         softSlot[here] = row * L + t;
-        softTarget[pred] = row * L + t;
-        softWeight[pred] = 1;
+        softAt[nSoft] = pred;
+        softTarget[nSoft] = row * L + t;
+        softWeight[nSoft] = 1;
+        softRow[nSoft++] = r;
       } else {
         hardTarget[pred] = tok;
         hardWeight[pred] = 1;
@@ -177,8 +195,10 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
     invTau: f(invTau, [Tn, 1]),
     hardTarget: i32(hardTarget, [Tn]),
     hardWeight: f(hardWeight, [Tn]),
-    softTarget: i32(softTarget, [Tn]),
-    softWeight: f(softWeight, [Tn]),
+    softAt: i32(softAt, [S]),
+    softTarget: i32(softTarget, [S]),
+    softWeight: f(softWeight, [S]),
+    softRow: i32(softRow, [S]),
     rowOf: i32(rowOf, [Tn]),
     rows: R,
     soft,
@@ -216,15 +236,16 @@ export function packedLogProbs(config: TransformerConfig, params: ModelParams, p
     }
     const logits = forwardPacked(config, params, embeds, p.layout);
     const logp = T.logSoftmax(T.mul(logits, p.invTau), -1);
-    let perToken = T.mul(T.takeAlongLastAxis(logp, p.hardTarget), p.hardWeight);
-    if (p.soft) {
-      // The Gaussian log-density of the stored input under the recomputed mean p·E.
-      const mix = T.matmul(T.exp(logp), params.embed);
-      const sq = T.sum(T.square(T.sub(T.gather(flatSoft!, p.softTarget, 0), mix)), -1);
-      perToken = T.sub(perToken, T.mul(T.mul(sq, invTwoSigmaSq!), p.softWeight));
-    }
+    const perToken = T.mul(T.takeAlongLastAxis(logp, p.hardTarget), p.hardWeight);
     // Per-rollout sums; the bucket's fill tokens go to an extra row that is dropped.
-    const sums = T.scatterAdd(perToken, p.rowOf, 0, [p.rows + 1]);
+    let sums = T.scatterAdd(perToken, p.rowOf, 0, [p.rows + 1]);
+    if (p.soft) {
+      // The Gaussian log-density of each stored input under the mean p·E recomputed from the
+      // logits that predicted it: at the soft steps only (about a third of the packed tokens).
+      const mix = T.matmul(T.exp(T.gather(logp, p.softAt, 0)), params.embed);
+      const sq = T.sum(T.square(T.sub(T.gather(flatSoft!, p.softTarget, 0), mix)), -1);
+      sums = T.sub(sums, T.scatterAdd(T.mul(T.mul(sq, invTwoSigmaSq!), p.softWeight), p.softRow, 0, [p.rows + 1]));
+    }
     return T.slice(sums, [0], [p.rows]);
   });
 }
