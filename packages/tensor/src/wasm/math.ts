@@ -42,18 +42,30 @@ function pow2Pair(f: FunctionBuilder, n: Local): void {
   isplat(f, 127).i32x4Add().i32Const(23).i32x4Shl();
 }
 
+/** 1.5·2^23: adding it rounds a float32 below 2^22 in magnitude to an integer (to nearest, ties to even), which its low mantissa bits then hold. */
+const ROUNDER = 12582912;
+
 export function expF32x4(f: FunctionBuilder, xIn: Local): void {
   const x = f.local('v128');
+  const t = f.local('v128');
   const fx = f.local('v128');
   const r = f.local('v128');
   const z = f.local('v128');
   const n = f.local('v128');
-  // Beyond these bounds the result is ∞ or 0 anyway; clamping keeps 2^n representable.
+  // Beyond these bounds the result is ∞ or 0 anyway; clamping keeps 2^n representable. pmax
+  // and pmin are one instruction each and keep a NaN (a comparison with it is false).
   f.get(xIn);
-  splat(f, -104).f32x4Max();
-  splat(f, 89).f32x4Min().set(x);
+  splat(f, -104).f32x4Pmax();
+  splat(f, 89).f32x4Pmin().set(x);
+  // fx = round(x·log2 e) and n = fx as an integer, both from one addition of ROUNDER
+  // (as f32x4.nearest and a truncation would give, in two instructions instead of many).
   f.get(x);
-  splat(f, LOG2E).f32x4Mul().f32x4Nearest().set(fx);
+  splat(f, LOG2E).f32x4Mul();
+  splat(f, ROUNDER).f32x4Add().set(t);
+  f.get(t);
+  splat(f, ROUNDER).f32x4Sub().set(fx);
+  f.get(t);
+  splat(f, ROUNDER).i32x4Sub().set(n);
   f.get(x).get(fx);
   splat(f, LN2_HI).f32x4Mul().f32x4Sub();
   f.get(fx);
@@ -62,7 +74,6 @@ export function expF32x4(f: FunctionBuilder, xIn: Local): void {
   horner(f, r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]);
   f.get(z).f32x4Mul().get(r).f32x4Add();
   splat(f, 1).f32x4Add();
-  f.get(fx).i32x4TruncSatF32x4S().set(n);
   pow2Pair(f, n);
   // stack: y, s1, s2 → y·s1·s2 (s1 first so an overflow needs both factors, as the true value does)
   const s2 = f.local('v128');
