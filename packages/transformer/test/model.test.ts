@@ -235,6 +235,25 @@ describe('transformer forward', () => {
       seqs.forEach((ids, r) => ids.forEach((_, i) => expect(maxAbsDiff(logits[tokenIndex(r, i)]!, alone[r]![i]!)).toBeLessThan(1e-12)));
       T.treeDispose([layout, idsT, embeds]);
     }
+    // Wide groups attend in query bands (two or three, edges not always multiples of the width bucket).
+    const wide = tinyConfig({ model_type: 'qwen2', attention_bias: true, max_position_embeddings: 160 });
+    const long = [150, 97, 60, 3].map((n, r) => Array.from({ length: n }, (_, i) => (r * 5 + i * 7 + 2) % 11));
+    const longAlone = await Promise.all(long.map(async (ids) => {
+      const out = forward(wide, params, { ids: T.tensor([ids], { dtype: 'int32' }) });
+      const l = ((await out.logits.toArray()) as number[][][])[0]!;
+      T.treeDispose([out.logits, out.hidden]);
+      return l;
+    }));
+    for (const opts of [{ groups: 4, widthBucket: 1, tokenBucket: 1 }, { groups: 2 }]) {
+      const { layout, tokenIndex, tokens } = packLayout(long.map((x) => x.length), { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
+      const flat = new Int32Array(tokens);
+      long.forEach((ids, r) => ids.forEach((id, i) => (flat[tokenIndex(r, i)] = id)));
+      const idsT = T.tensor(flat, { dtype: 'int32' });
+      const embeds = T.gather(params.embed, idsT, 0);
+      const logits = (await forwardPacked(wide, params, embeds, layout).toArray()) as number[][];
+      long.forEach((ids, r) => ids.forEach((_, i) => expect(maxAbsDiff(logits[tokenIndex(r, i)]!, longAlone[r]![i]!), `row ${r} token ${i}`).toBeLessThan(1e-12)));
+      T.treeDispose([layout, idsT, embeds]);
+    }
     // Rows that begin alike share their prefix: packed once, each row's logits still its own.
     const prefixA = [4, 2, 7];
     const prefixB = [9, 9];
