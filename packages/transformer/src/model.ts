@@ -549,6 +549,8 @@ export interface PackedLayout {
   groups: PackedGroup[];
   /** For each packed token: its slot in the groups' padded slots laid end to end, [T] int32. */
   toPacked: Tensor;
+  /** At most this many query bands per group (PackLayoutOptions.attentionBands). */
+  bands: number;
 }
 
 export interface PackedGroup {
@@ -565,6 +567,13 @@ export interface PackLayoutOptions {
   widthBucket?: number;
   /** Attention groups (default 4; fewer when there are fewer rows). */
   groups?: number;
+  /**
+   * Query bands per attention group at most (see forwardPacked). Default: 3 on the CPU backends,
+   * where the masked blocks the bands skip are compute; 1 elsewhere, since each band is more
+   * kernel launches: on WebGPU (lavapipe) two bands made a soft batch's value and gradient 15 %
+   * slower, not faster.
+   */
+  attentionBands?: number;
 }
 
 /**
@@ -590,7 +599,8 @@ export function packLayout(
   const tokenBucket = options.tokenBucket ?? 128;
   const widthBucket = options.widthBucket ?? 16;
   const wanted = options.groups ?? 4;
-  for (const [name, v] of [['tokenBucket', tokenBucket], ['widthBucket', widthBucket], ['groups', wanted]] as const) {
+  const bands = options.attentionBands ?? (place.backend.name === 'wasm' || place.backend.name === 'cpu' ? 3 : 1);
+  for (const [name, v] of [['tokenBucket', tokenBucket], ['widthBucket', widthBucket], ['groups', wanted], ['attentionBands', bands]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`packLayout: ${name} must be a positive integer, got ${v}`);
   }
   if (lengths.length === 0) throw new Error('packLayout: no rows');
@@ -657,7 +667,7 @@ export function packLayout(
     slotBase += perGroup * W;
   }
   return {
-    layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }) },
+    layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }), bands },
     tokenIndex,
     tokens,
   };
@@ -686,7 +696,7 @@ export function forwardPacked(config: TransformerConfig, params: ModelParams, em
       // Query bands: band [q0, q1) attends to keys [0, q1) only (causality), so the masked
       // blocks above the diagonal are never computed: three bands of a wide group cost 2/3
       // of the full W×W scores, two bands 3/4. Scores that are computed are the same numbers.
-      const bandCount = Math.max(1, Math.min(3, Math.floor(W / 48)));
+      const bandCount = Math.max(1, Math.min(layout.bands, Math.floor(W / 48)));
       const edge = Math.ceil(W / bandCount / 8) * 8;
       const bands: { q0: number; q1: number; bias: Tensor }[] = [];
       for (let q0 = 0; q0 < W; q0 += edge) {

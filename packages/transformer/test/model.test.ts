@@ -244,7 +244,7 @@ describe('transformer forward', () => {
       T.treeDispose([out.logits, out.hidden]);
       return l;
     }));
-    for (const opts of [{ groups: 4, widthBucket: 1, tokenBucket: 1 }, { groups: 2 }]) {
+    for (const opts of [{ groups: 4, widthBucket: 1, tokenBucket: 1 }, { groups: 2 }, { groups: 2, attentionBands: 2 }, { groups: 1, attentionBands: 1 }]) {
       const { layout, tokenIndex, tokens } = packLayout(long.map((x) => x.length), { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
       const flat = new Int32Array(tokens);
       long.forEach((ids, r) => ids.forEach((id, i) => (flat[tokenIndex(r, i)] = id)));
@@ -288,6 +288,7 @@ describe('transformer forward', () => {
     expect(() => packLayout([3, 2], { dtype: 'float64', backend: T.getDefaultBackend() }, {}, { prefixOf: [0, 0], prefixLengths: [2] })).toThrow(/row 1 \(2 tokens\) must be longer than its shared prefix 0/);
     expect(() => packLayout([3, 0], { dtype: 'float64', backend: T.getDefaultBackend() })).toThrow(/row 1 has length 0/);
     expect(() => packLayout([3], { dtype: 'float64', backend: T.getDefaultBackend() }, { groups: 0 })).toThrow(/groups must be a positive integer/);
+    expect(() => packLayout([3], { dtype: 'float64', backend: T.getDefaultBackend() }, { attentionBands: 0.5 })).toThrow(/attentionBands must be a positive integer/);
     T.treeDispose(params);
   });
 
