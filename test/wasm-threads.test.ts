@@ -10,9 +10,12 @@ import { forward, initParams, parseConfig, type ModelParams } from '@softgrad/tr
 
 const one = T.createWasmBackend({ threads: 1 });
 const two = T.createWasmBackend({ threads: 2 });
+// More threads than this machine may have cores: two workers claim chunks of one call at once.
+const three = T.createWasmBackend({ threads: 3 });
 afterAll(() => {
   one.destroy();
   two.destroy();
+  three.destroy();
 });
 
 async function bits(t: T.Tensor): Promise<Uint32Array> {
@@ -21,9 +24,11 @@ async function bits(t: T.Tensor): Promise<Uint32Array> {
 }
 
 describe('wasm backend: 1 and 2 threads agree bit for bit', () => {
-  it('has two threads to compare with (worker threads are available)', () => {
+  it('has two and three threads to compare with (worker threads are available), and names a thread count it cannot run', () => {
     expect(one.threads).toBe(1);
     expect(two.threads).toBe(2);
+    expect(three.threads).toBe(3);
+    expect(() => T.createWasmBackend({ threads: 33 })).toThrow(/threads must be an integer from 1 to 32, got 33/);
   });
 
   it('a transformer loss and its gradients, jitted', async () => {
@@ -48,7 +53,7 @@ describe('wasm backend: 1 and 2 threads agree bit for bit', () => {
 
   it('a large matmul and a large reduction, eager', async () => {
     const out: Uint32Array[][] = [];
-    for (const backend of [one, two]) {
+    for (const backend of [one, two, three]) {
       const a = T.uniform(T.key(1), [300, 257], { backend });
       const b = T.uniform(T.key(2), [257, 301], { backend });
       const c = T.matmul(a, b);
@@ -56,8 +61,10 @@ describe('wasm backend: 1 and 2 threads agree bit for bit', () => {
       out.push([await bits(c), await bits(s)]);
       T.treeDispose([a, b, c, s]);
     }
-    expect(out[1]![0]).toEqual(out[0]![0]);
-    expect(out[1]![1]).toEqual(out[0]![1]);
+    for (const o of out.slice(1)) {
+      expect(o[0]).toEqual(out[0]![0]);
+      expect(o[1]).toEqual(out[0]![1]);
+    }
   });
 
   it('sums and maxima over outer axes (kept in registers per block of columns) add in loop order on any thread count', async () => {
@@ -88,7 +95,7 @@ describe('wasm backend: 1 and 2 threads agree bit for bit', () => {
       want.cols[c] = acc;
       want.max[c] = mx;
     }
-    for (const backend of [one, two]) {
+    for (const backend of [one, two, three]) {
       const [qb, kb, mb] = [T.tensor(qd, { shape: [N, H, hd, 1], backend }), T.tensor(kd, { shape: [N, H, hd, A], backend }), T.tensor(md, { shape: [1201, 70], backend })];
       const f = T.jit((x: T.Tensor, y: T.Tensor, z: T.Tensor) => [T.sum(T.mul(x, y), 2), T.sum(z, 0), T.max(z, 0)]);
       const [scores, cols, max] = f(qb, kb, mb) as T.Tensor[];

@@ -28,7 +28,7 @@ import { KernelCache } from './kernels.js';
 import { DEFAULT_GEMM, gemmScratch } from './matmul.js';
 import { relaxedProbeBytes, type StaticVariant } from './static-module.js';
 import { STATIC_KERNELS } from './static-kernels.generated.js';
-import { CONTROL_BYTES, MAX_CHUNKS, ThreadPool, workerThreadsSync, type KernelFunction } from './threads.js';
+import { CONTROL_BYTES, MAX_CHUNKS, MAX_WORKERS, ThreadPool, workerThreadsSync, type KernelFunction } from './threads.js';
 
 const BYTES: Record<DType, number> = { float32: 4, int32: 4, bool: 1, float64: 8 };
 const ARITH = new Set<string>(['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum']);
@@ -92,7 +92,7 @@ export class WasmBackend implements Backend {
 
   constructor(options: WasmBackendOptions = {}) {
     const wanted = options.threads ?? defaultThreads();
-    if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`wasm backend: threads must be a positive integer, got ${wanted}`);
+    if (!Number.isInteger(wanted) || wanted < 1 || wanted > MAX_WORKERS + 1) throw new Error(`wasm backend: threads must be an integer from 1 to ${MAX_WORKERS + 1}, got ${wanted}`);
     const wt = wanted > 1 ? workerThreadsSync() : undefined;
     const shared = wt !== undefined && typeof SharedArrayBuffer !== 'undefined';
     this.heap = new WasmHeap(shared, options.initialPages ?? 64);

@@ -34,8 +34,10 @@ const J_NARGS = 4;
 const J_ERROR = 5;
 const J_ARGS = 8;
 const JOB_WORDS = J_ARGS + MAX_CHUNKS * MAX_ARGS;
-/** Bytes of the reserved control area the pool uses, from its base: 8 worker slots, then the job table. */
-export const CONTROL_BYTES = 8 * SLOT_WORDS * 4 + JOB_WORDS * 4;
+/** Workers a pool may have (their control slots come before the job table). */
+export const MAX_WORKERS = 31;
+/** Bytes of the reserved control area the pool uses, from its base: the worker slots, then the job table. */
+export const CONTROL_BYTES = MAX_WORKERS * SLOT_WORDS * 4 + JOB_WORDS * 4;
 const TAG_MASK = 0x7ffff;
 /**
  * Waits are bounded: on Node 20 a notify is occasionally not seen by the thread waiting on
@@ -146,14 +148,14 @@ export class ThreadPool {
   private readonly job: Int32Array;
 
   private constructor(readonly memory: WebAssembly.Memory, controlBase: number) {
-    this.job = new Int32Array(memory.buffer, controlBase + 8 * SLOT_WORDS * 4, JOB_WORDS);
+    this.job = new Int32Array(memory.buffer, controlBase + MAX_WORKERS * SLOT_WORDS * 4, JOB_WORDS);
     this.job.fill(0);
   }
 
   /** A pool with `threads − 1` workers (the caller is the first thread); null when threads cannot run here. */
   static create(wt: WorkerThreads | undefined, memory: WebAssembly.Memory, threads: number, controlBase: number): ThreadPool | null {
     if (threads <= 1 || !wt || typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) return null;
-    if (threads > 9) throw new Error(`wasm threads: at most 9 threads, got ${threads}`);
+    if (threads > MAX_WORKERS + 1) throw new Error(`wasm threads: at most ${MAX_WORKERS + 1} threads, got ${threads}`);
     const pool = new ThreadPool(memory, controlBase);
     for (let w = 0; w < threads - 1; w++) {
       const slot = controlBase + w * SLOT_WORDS * 4;
