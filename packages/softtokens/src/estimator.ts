@@ -138,7 +138,7 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   const hardTarget = new Int32Array(Tn);
   const hardWeight = new Float64Array(Tn);
   const softSteps = soft ? rollouts.reduce((a, r) => a + r.cotTokens.length, 0) : 0;
-  // Rounded up like the token count, so the soft steps add no dimension of their own to a jit signature's churn.
+  // Rounded up, like the token count, so that S (part of the jit signature) moves only in steps of the bucket.
   const S = soft ? Math.max(1, Math.ceil(softSteps / SOFT_STEP_BUCKET) * SOFT_STEP_BUCKET) : 1;
   const softAt = new Int32Array(S);
   const softTarget = new Int32Array(S);
