@@ -69,12 +69,11 @@ export interface PackedRollouts {
   hardTarget: T.Tensor;
   hardWeight: T.Tensor;
   /**
-   * The soft steps alone, [S] each (S: their count rounded up to a bucket; [1] for hard
-   * batches): the packed position whose logits predicted the step (its mixture p·E is
-   * recomputed only there), the step's slot in the soft inputs, its weight (0 for fill) and
-   * its rollout (rows for fill).
+   * The soft steps, [S] each: the positions that predicted a soft step are packed first, so
+   * positions [0, S) hold them (S: their count rounded up to a bucket, at most T; 1 for hard
+   * batches) and the mixture p·E is recomputed there only. Per position: the step's slot in the
+   * soft inputs, its weight (0 past the soft steps) and its rollout (rows past them).
    */
-  softAt: T.Tensor;
   softTarget: T.Tensor;
   softWeight: T.Tensor;
   softRow: T.Tensor;
@@ -130,21 +129,23 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
   rollouts.forEach((ro) => {
     if (ro.promptIds.length >= 2) prefixLengths[ro.promptIndex] = ro.promptIds.length - 1;
   });
-  const { layout, tokenIndex, tokens: Tn } = packLayout(lens, like, options, { prefixOf, prefixLengths });
+  // Row r's token promptLength − 1 + t predicts its CoT step t.
+  const predictsSoftStep = (r: number, i: number) => {
+    const ro = rollouts[r]!;
+    return i >= ro.promptIds.length - 1 && i < ro.promptIds.length - 1 + ro.cotTokens.length;
+  };
+  const { layout, tokenIndex, tokens: Tn, leadingTokens } = packLayout(lens, like, options, { prefixOf, prefixLengths }, soft ? predictsSoftStep : undefined);
   const ids = new Int32Array(Tn);
   const isSoft = new Uint8Array(Tn);
   const softSlot = new Int32Array(Tn);
   const invTau = new Float64Array(Tn).fill(1);
   const hardTarget = new Int32Array(Tn);
   const hardWeight = new Float64Array(Tn);
-  const softSteps = soft ? rollouts.reduce((a, r) => a + r.cotTokens.length, 0) : 0;
   // Rounded up, like the token count, so that S (part of the jit signature) moves only in steps of the bucket.
-  const S = soft ? Math.max(1, Math.ceil(softSteps / SOFT_STEP_BUCKET) * SOFT_STEP_BUCKET) : 1;
-  const softAt = new Int32Array(S);
+  const S = soft ? Math.min(Tn, Math.max(1, Math.ceil(leadingTokens / SOFT_STEP_BUCKET) * SOFT_STEP_BUCKET)) : 1;
   const softTarget = new Int32Array(S);
   const softWeight = new Float64Array(S);
   const softRow = new Int32Array(S).fill(R);
-  let nSoft = 0;
   // Tokens that score nothing (prompt, prefill, fill) stay on the dropped row R.
   const rowOf = new Int32Array(Tn).fill(R);
   rollouts.forEach((ro, r) => {
@@ -165,10 +166,10 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
       if (soft) {
         isSoft[here] = 1;
         softSlot[here] = row * L + t;
-        softAt[nSoft] = pred;
-        softTarget[nSoft] = row * L + t;
-        softWeight[nSoft] = 1;
-        softRow[nSoft++] = r;
+        if (pred >= leadingTokens) throw new Error(`internal: the predictor of rollout ${r}'s soft step ${t} is not packed first`);
+        softTarget[pred] = row * L + t;
+        softWeight[pred] = 1;
+        softRow[pred] = r;
       } else {
         hardTarget[pred] = tok;
         hardWeight[pred] = 1;
@@ -195,7 +196,6 @@ export function packRollouts(batch: RolloutBatch, like: TensorPlace, options: Pa
     invTau: f(invTau, [Tn, 1]),
     hardTarget: i32(hardTarget, [Tn]),
     hardWeight: f(hardWeight, [Tn]),
-    softAt: i32(softAt, [S]),
     softTarget: i32(softTarget, [S]),
     softWeight: f(softWeight, [S]),
     softRow: i32(softRow, [S]),
@@ -241,8 +241,10 @@ export function packedLogProbs(config: TransformerConfig, params: ModelParams, p
     let sums = T.scatterAdd(perToken, p.rowOf, 0, [p.rows + 1]);
     if (p.soft) {
       // The Gaussian log-density of each stored input under the mean p·E recomputed from the
-      // logits that predicted it: at the soft steps only (about a third of the packed tokens).
-      const mix = T.matmul(T.exp(T.gather(logp, p.softAt, 0)), params.embed);
+      // logits that predicted it: at the soft steps only (about a third of the packed tokens),
+      // packed first so that they are one slice (whose adjoint is a pad, not a scatter).
+      const S = p.softWeight.shape[0]!;
+      const mix = T.matmul(T.exp(T.slice(logp, [0, 0], [S, -1])), params.embed);
       const sq = T.sum(T.square(T.sub(T.gather(flatSoft!, p.softTarget, 0), mix)), -1);
       sums = T.sub(sums, T.scatterAdd(T.mul(T.mul(sq, invTwoSigmaSq!), p.softWeight), p.softRow, 0, [p.rows + 1]));
     }

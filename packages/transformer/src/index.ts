@@ -31,7 +31,7 @@ export {
   disposeDecodeState, embedTokens, emptyCache, forward, type ForwardInput, type ForwardOutput, forwardPacked,
   type InitOptions, initParams, keepCache, type KVCache, type LayerParams, type ModelParams, outputMatrix,
   type PackedGroup, type PackedLayout, packLayout, type PackLayoutOptions, parameterCount, prepareDecodeParams,
-  type SharedPrefixes,
+  type SharedPrefixes, type LeadingTokens,
 } from './model.js';
 export {
   DEFAULT_LOAD_PIECE_BYTES, type LoadedModel, loadModel, type LoadOptions, loadParams, paramsFromHost, paramsToHost, paramsToNamed, saveModel,

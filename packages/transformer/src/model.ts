@@ -588,14 +588,23 @@ export interface SharedPrefixes {
 }
 
 /**
+ * Tokens to pack first: `leading(r, i)` true puts row r's own token i (never a shared prefix
+ * token) at the front, in row order, so that a loss can take their logits as one slice. The
+ * other tokens follow in their usual order; the packed order changes nothing else.
+ */
+export type LeadingTokens = (row: number, i: number) => boolean;
+
+/**
  * The layout of rows of these lengths packed in the order given (each shared prefix just
- * before the first row that uses it). Returns it with `tokenIndex(r, i)`, the packed position
- * of row r's token i, and the packed length (the token count rounded up: positions past the
- * rows are fill, belonging to no row).
+ * before the first row that uses it; `leading` tokens, if given, before everything). Returns it
+ * with `tokenIndex(r, i)`, the packed position of row r's token i, the packed length (the
+ * token count rounded up: positions past the rows are fill, belonging to no row) and the number
+ * of leading tokens (packed at positions 0 to leadingTokens − 1).
  */
 export function packLayout(
   lengths: readonly number[], place: { dtype: DType; backend: Backend }, options: PackLayoutOptions = {}, shared?: SharedPrefixes,
-): { layout: PackedLayout; tokenIndex: (row: number, i: number) => number; tokens: number } {
+  leading?: LeadingTokens,
+): { layout: PackedLayout; tokenIndex: (row: number, i: number) => number; tokens: number; leadingTokens: number } {
   const tokenBucket = options.tokenBucket ?? 128;
   const widthBucket = options.widthBucket ?? 16;
   const wanted = options.groups ?? 4;
@@ -635,8 +644,27 @@ export function packLayout(
     ownStart.push(total);
     total += lengths[r]! - n;
   }
-  const tokenIndex = (r: number, i: number) => (i < ownFrom[r]! ? prefixStart.get(prefixOf[r]!)! + i : ownStart[r]! + i - ownFrom[r]!);
+  const naturalIndex = (r: number, i: number) => (i < ownFrom[r]! ? prefixStart.get(prefixOf[r]!)! + i : ownStart[r]! + i - ownFrom[r]!);
   const tokens = Math.ceil(total / tokenBucket) * tokenBucket;
+  // The leading tokens first, then the rest (fill last): natural index → packed index.
+  let leadingTokens = 0;
+  let tokenIndex = naturalIndex;
+  if (leading) {
+    const isLeading = new Uint8Array(tokens);
+    for (let r = 0; r < R; r++) {
+      for (let i = ownFrom[r]!; i < lengths[r]!; i++) {
+        if (leading(r, i)) {
+          isLeading[naturalIndex(r, i)] = 1;
+          leadingTokens++;
+        }
+      }
+    }
+    const packedOf = new Int32Array(tokens);
+    let front = 0;
+    let back = leadingTokens;
+    for (let t = 0; t < tokens; t++) packedOf[t] = isLeading[t] ? front++ : back++;
+    tokenIndex = (r, i) => packedOf[naturalIndex(r, i)]!;
+  }
   const positions = new Int32Array(tokens);
   for (let r = 0; r < R; r++) for (let i = 0; i < lengths[r]!; i++) positions[tokenIndex(r, i)] = i;
   const order = lengths.map((_, r) => r).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
@@ -670,6 +698,7 @@ export function packLayout(
     layout: { positions: tensor(positions, { dtype: 'int32', backend: place.backend }), groups, toPacked: tensor(toPacked, { dtype: 'int32', backend: place.backend }), bands },
     tokenIndex,
     tokens,
+    leadingTokens,
   };
 }
 

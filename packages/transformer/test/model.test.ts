@@ -224,9 +224,19 @@ describe('transformer forward', () => {
       out.hidden.dispose();
       return l;
     }));
-    for (const opts of [{}, { groups: 1 }, { groups: 3, widthBucket: 4, tokenBucket: 8 }, { groups: 7, widthBucket: 1, tokenBucket: 1 }, { groups: 50 }]) {
-      const { layout, tokenIndex, tokens } = packLayout(lengths, { dtype: 'float64', backend: T.getDefaultBackend() }, opts);
+    // Tokens asked to lead are packed first, in row order; nothing else changes.
+    const everyThird = (r: number, i: number) => (r + i) % 3 === 0;
+    for (const [opts, leading] of [[{}, undefined], [{ groups: 1 }, undefined], [{ groups: 3, widthBucket: 4, tokenBucket: 8 }, undefined],
+      [{ groups: 7, widthBucket: 1, tokenBucket: 1 }, undefined], [{ groups: 50 }, undefined], [{ groups: 3 }, everyThird]] as const) {
+      const { layout, tokenIndex, tokens, leadingTokens } = packLayout(lengths, { dtype: 'float64', backend: T.getDefaultBackend() }, opts, undefined, leading);
       expect(tokens).toBeGreaterThanOrEqual(lengths.reduce((a, b) => a + b, 0));
+      if (leading) {
+        const want = seqs.flatMap((ids, r) => ids.flatMap((_, i) => (leading(r, i) ? [tokenIndex(r, i)] : [])));
+        expect(want, 'leading tokens at the front, in row order').toEqual(want.map((_, k) => k));
+        expect(leadingTokens).toBe(want.length);
+      } else {
+        expect(leadingTokens).toBe(0);
+      }
       const flat = new Int32Array(tokens);
       seqs.forEach((ids, r) => ids.forEach((id, i) => (flat[tokenIndex(r, i)] = id)));
       const idsT = T.tensor(flat, { dtype: 'int32' });
