@@ -66,6 +66,35 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 }
 
 /** Normalise possibly-negative axes against a rank; throws with the op's name when out of range. */
+/**
+ * How `fine` splits the axes of `coarse`: each axis of `coarse` (size-1 ones aside) is a run of
+ * consecutive axes of `fine` whose sizes multiply to it, size-1 axes allowed anywhere (a
+ * reshape of [.., 64, ..] to [.., 4, 16, ..]). For each axis of `fine`: the axis of `coarse` it
+ * is part of (-1 for size-1 axes) and its row-major stride within that axis. Null when `fine`
+ * merges axes of `coarse` instead.
+ */
+export function axisSplit(coarse: Shape, fine: Shape): { of: number[]; factor: number[] } | null {
+  const of = fine.map(() => -1);
+  const factor = fine.map(() => 1);
+  const fineAxes = fine.flatMap((d, a) => (d === 1 ? [] : [a]));
+  let j = 0;
+  for (let a = 0; a < coarse.length; a++) {
+    if (coarse[a] === 1) continue;
+    const start = j;
+    let prod = 1;
+    while (prod < coarse[a]! && j < fineAxes.length) prod *= fine[fineAxes[j++]!]!;
+    if (prod !== coarse[a]) return null;
+    let inner = 1;
+    for (let g = j - 1; g >= start; g--) {
+      const k = fineAxes[g]!;
+      of[k] = a;
+      factor[k] = inner;
+      inner *= fine[k]!;
+    }
+  }
+  return j === fineAxes.length ? { of, factor } : null;
+}
+
 export function normalizeAxis(op: string, axis: number, rank: number): number {
   if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
     throw new Error(`${op}: axis ${axis} is out of range for rank ${rank}`);

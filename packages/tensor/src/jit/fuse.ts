@@ -14,7 +14,7 @@
  */
 import type { DType } from '../dtype.js';
 import type { FusedInput, FusedKernel, FusedNode, FusedOutput } from '../fused.js';
-import { broadcastStrides, shapesEqual, sizeOf, stridesOf, type Shape } from '../shape.js';
+import { axisSplit, broadcastStrides, shapesEqual, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { eliminateDeadCode, opInputs, opOutputs, type Op, type Program, type View } from './program.js';
 
 export interface FusionOptions {
@@ -43,33 +43,16 @@ type ViewOp = Extract<Op, { kind: 'transpose' | 'broadcastTo' | 'slice' }>;
 function splitAxes(
   from: Shape, to: Shape, axisOf: number[], mult: number[], base: number[],
 ): { axisOf: number[]; mult: number[]; base: number[] } | null {
-  const a = from.flatMap((n, k) => (n === 1 ? [] : [k]));
-  const b = to.flatMap((n, k) => (n === 1 ? [] : [k]));
-  const onto = new Array<number>(from.length).fill(-1);
-  const factor = new Array<number>(from.length).fill(1);
+  const split = axisSplit(to, from);
+  if (!split) return null;
+  const { of, factor } = split;
   const nb = to.map(() => 0);
-  let i = 0;
-  for (const j of b) {
-    const group: number[] = [];
-    let prod = 1;
-    while (prod < to[j]! && i < a.length) {
-      prod *= from[a[i]!]!;
-      group.push(a[i++]!);
-    }
-    if (prod !== to[j]) return null;
-    let inner = 1;
-    for (let g = group.length - 1; g >= 0; g--) {
-      const k = group[g]!;
-      onto[k] = j;
-      factor[k] = inner;
-      nb[j] += base[k]! * inner;
-      inner *= from[k]!;
-    }
-  }
-  if (i !== a.length) return null;
+  from.forEach((_, k) => {
+    if (of[k]! >= 0) nb[of[k]!] += base[k]! * factor[k]!;
+  });
   return {
-    axisOf: axisOf.map((k) => (k < 0 || onto[k]! < 0 ? -1 : onto[k]!)),
-    mult: axisOf.map((k, d) => (k < 0 || onto[k]! < 0 ? 1 : mult[d]! * factor[k]!)),
+    axisOf: axisOf.map((k) => (k < 0 || of[k]! < 0 ? -1 : of[k]!)),
+    mult: axisOf.map((k, d) => (k < 0 || of[k]! < 0 ? 1 : mult[d]! * factor[k]!)),
     base: nb,
   };
 }

@@ -8,7 +8,7 @@
  */
 import type { DType } from '../dtype.js';
 import type { FusedInto, FusedKernel } from '../fused.js';
-import { stridesOf, type Shape } from '../shape.js';
+import { axisSplit, stridesOf, type Shape } from '../shape.js';
 import { eliminateDeadCode, opInputs, opOutputs, type Op, type Program, type View } from './program.js';
 
 /**
@@ -17,30 +17,10 @@ import { eliminateDeadCode, opInputs, opOutputs, type Op, type Program, type Vie
  * (size-1 axes anywhere). Null when `to` merges axes instead.
  */
 function respace(k: FusedKernel, to: Shape): FusedKernel | null {
-  const from = k.shape;
-  const toAxes = to.flatMap((d, a) => (d === 1 ? [] : [a]));
-  // For each axis of `to`: the kernel axis it comes from and its stride multiplier within it.
-  const src = to.map(() => -1);
-  const mult = to.map(() => 0);
-  let j = 0;
-  for (let a = 0; a < from.length; a++) {
-    if (from[a] === 1) continue;
-    const group: number[] = [];
-    let prod = 1;
-    while (prod < from[a]! && j < toAxes.length) {
-      prod *= to[toAxes[j]!]!;
-      group.push(toAxes[j++]!);
-    }
-    if (prod !== from[a]) return null;
-    let inner = 1;
-    for (let g = group.length - 1; g >= 0; g--) {
-      src[group[g]!] = a;
-      mult[group[g]!] = inner;
-      inner *= to[group[g]!]!;
-    }
-  }
-  if (j !== toAxes.length) return null;
-  const inputs = k.inputs.map((inp) => ({ ...inp, strides: to.map((_, b) => (src[b]! < 0 ? 0 : inp.strides[src[b]!]! * mult[b]!)) }));
+  const split = axisSplit(k.shape, to);
+  if (!split) return null;
+  const { of, factor } = split;
+  const inputs = k.inputs.map((inp) => ({ ...inp, strides: to.map((_, b) => (of[b]! < 0 ? 0 : inp.strides[of[b]!]! * factor[b]!)) }));
   return { ...k, shape: [...to], inputs };
 }
 

@@ -278,20 +278,26 @@ class KernelEmitter {
 
   // ------------------------------------------------------------------ innermost loop
 
-  private emitInner(): void {
-    const { f, k, plan } = this;
-    const d = this.inner;
-    const isPar = d === plan.parallelDim;
+  /** Locals holding this call's range of the innermost dim: [begin, end) when it is the parallel one, else all of it. */
+  private innerRange(): [Local, Local] {
+    const { f, plan } = this;
     const lo = f.local('i32');
     const hi = f.local('i32');
-    const j = f.local('i32');
-    if (isPar) {
+    if (this.inner === plan.parallelDim) {
       f.get(this.begin).set(lo);
       f.get(this.end).set(hi);
     } else {
       f.i32Const(0).set(lo);
-      f.i32Const(plan.dims[d]!).set(hi);
+      f.i32Const(plan.dims[this.inner]!).set(hi);
     }
+    return [lo, hi];
+  }
+
+  private emitInner(): void {
+    const { f, k, plan } = this;
+    const d = this.inner;
+    const [lo, hi] = this.innerRange();
+    const j = f.local('i32');
     // Pointers of this row (level d+1 = element lo of the innermost dim).
     for (const s of this.streams()) {
       f.get(s.ptr[d]!).get(lo).i32Const(s.strides[d]! * s.bytes).i32Mul().i32Add().set(s.ptr[d + 1]!);
@@ -363,19 +369,10 @@ class KernelEmitter {
    * order from the identity, so results equal the column-sum form's.
    */
   private emitBlocked(): void {
-    const { f, plan } = this;
+    const { f } = this;
     const d = this.inner;
     const r0 = this.blockedFrom;
-    const isPar = d === plan.parallelDim;
-    const j = f.local('i32');
-    const hi = f.local('i32');
-    if (isPar) {
-      f.get(this.begin).set(j);
-      f.get(this.end).set(hi);
-    } else {
-      f.i32Const(0).set(j);
-      f.i32Const(plan.dims[d]!).set(hi);
-    }
+    const [j, hi] = this.innerRange();
     const block = (vectors: number, mode: 'full' | 'tail', rem: Local | null) => {
       // Each stream's pointer at this block's first lane, with the reduced dims at 0.
       const start = this.streams().map((s) => {
